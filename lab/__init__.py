@@ -1,0 +1,1 @@
+"""The calculator-lab program: configuration, topology model and the two deployment targets."""

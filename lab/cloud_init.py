@@ -1,0 +1,126 @@
+"""Cloud-init user data that turns a plain Debian/Ubuntu VM into one calculator service.
+
+The user data carries the calculator package itself (compressed), a systemd unit and the
+addresses the front end needs, so a VM needs nothing from the internet at boot: the client
+topology's service subnet has no route to it. Pure functions only: the same inputs always
+render the same text, so a re-run of `pulumi up` sees no change.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "calculator"
+INSTALL_DIR = "/opt/calculator-lab"
+# Nova refuses user data over 64 KiB once base64-encoded; stay well below.
+NOVA_USER_DATA_LIMIT = 65535
+
+_NOT_SHIPPED = {"README.md", "Dockerfile", ".dockerignore"}
+
+
+@dataclass(frozen=True)
+class AppFile:
+    relative_path: str  # inside the calculator package, e.g. "server.py"
+    content: bytes
+
+
+def app_files(app_dir: Path = APP_DIR) -> tuple[AppFile, ...]:
+    """The calculator's runtime files, in a stable order."""
+    files = []
+    for path in sorted(app_dir.rglob("*")):
+        relative = path.relative_to(app_dir)
+        if (
+            path.is_dir()
+            or path.name in _NOT_SHIPPED
+            or "__pycache__" in relative.parts
+            or path.suffix in (".pyc", ".pyo")
+        ):
+            continue
+        files.append(AppFile(relative.as_posix(), path.read_bytes()))
+    if not any(f.relative_path == "__main__.py" for f in files):
+        raise FileNotFoundError(f"no calculator package found in {app_dir}")
+    return tuple(files)
+
+
+def _compress(content: bytes) -> str:
+    # mtime=0 keeps the output identical across runs, which keeps `pulumi up` idempotent.
+    return base64.b64encode(gzip.compress(content, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def systemd_unit(role: str, environment: Mapping[str, str], python: str) -> str:
+    env_lines = "".join(
+        f"Environment={key}={value}\n" for key, value in sorted(environment.items())
+    )
+    return (
+        "[Unit]\n"
+        f"Description=calculator-lab {role} service\n"
+        "After=network-online.target\n"
+        "Wants=network-online.target\n"
+        "\n"
+        "[Service]\n"
+        f"Environment=PYTHONPATH={INSTALL_DIR}\n"
+        f"{env_lines}"
+        f"ExecStart={python} -m calculator {role}\n"
+        # A throwaway unprivileged user and a read-only system: the service only needs a socket.
+        "DynamicUser=yes\n"
+        "ProtectSystem=strict\n"
+        "ProtectHome=yes\n"
+        "PrivateTmp=yes\n"
+        "NoNewPrivileges=yes\n"
+        "Restart=on-failure\n"
+        "RestartSec=2\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def render_user_data(
+    role: str,
+    environment: Mapping[str, str],
+    *,
+    python: str = "/usr/bin/python3",
+    files: tuple[AppFile, ...] | None = None,
+) -> str:
+    """A `#cloud-config` document that installs and starts one calculator role."""
+    files = app_files() if files is None else files
+    unit_name = f"calculator-{role}.service"
+    write_files: list[dict[str, str]] = [
+        {
+            "path": f"{INSTALL_DIR}/calculator/{f.relative_path}",
+            "encoding": "gz+b64",
+            "content": _compress(f.content),
+            "permissions": "0644",
+            "owner": "root:root",
+        }
+        for f in files
+    ]
+    write_files.append(
+        {
+            "path": f"/etc/systemd/system/{unit_name}",
+            "content": systemd_unit(role, environment, python),
+            "permissions": "0644",
+            "owner": "root:root",
+        }
+    )
+    document = {
+        "write_files": write_files,
+        "runcmd": [
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", unit_name],
+        ],
+    }
+    text = "#cloud-config\n" + str(yaml.safe_dump(document, sort_keys=False, width=1000))
+    encoded_size = len(base64.b64encode(text.encode()))
+    if encoded_size > NOVA_USER_DATA_LIMIT:
+        raise ValueError(
+            f"user data for {role} is {encoded_size} bytes base64-encoded, over Nova's limit"
+            f" of {NOVA_USER_DATA_LIMIT}: the calculator package has grown too large"
+        )
+    return text

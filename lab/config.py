@@ -1,0 +1,263 @@
+"""The stack configuration: one pydantic model, validated once, before any resource exists.
+
+Every field's alias is the key exactly as a student types it with `pulumi config set`, so
+error messages can name it. `load_config` is the only place that reads Pulumi configuration;
+everything downstream receives a `LabConfig`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+PROJECT = "calculator-lab"
+Target = Literal["openstack", "docker"]
+TopologyName = Literal["single", "client"]
+Role = Literal["front", "sum", "sub", "mul", "div"]
+
+ROLES: tuple[Role, ...] = ("front", "sum", "sub", "mul", "div")
+SERVICE_ROLES: tuple[Role, ...] = ROLES[1:]
+
+
+class ConfigError(ValueError):
+    """Raised with every configuration problem at once, each naming its key."""
+
+
+def _network(value: object) -> IPv4Network:
+    # strict=True rejects "10.0.2.5/24": a CIDR with host bits set is almost always a typo
+    # for the network itself, and silently masking it hides the mistake.
+    if not isinstance(value, str):
+        raise ValueError("expected a CIDR such as 192.168.1.0/24")
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as err:
+        raise ValueError(f"'{value}' is not a CIDR network ({err})") from None
+    if not isinstance(network, IPv4Network):
+        raise ValueError(f"'{value}' is IPv6; the lab's networks are IPv4")
+    return network
+
+
+def _lab_subnet(network: IPv4Network) -> IPv4Network:
+    # The VMs take hosts .10 to .14 and the routers the top of the range: a /27 is the
+    # smallest subnet where neither collides with the other nor with DHCP's pool.
+    if network.prefixlen > 27:
+        raise ValueError(f"{network} is too small: use a /27 or larger (the lab uses /24)")
+    return network
+
+
+CidrNetwork = Annotated[IPv4Network, AfterValidator(_lab_subnet)]
+
+
+class LabConfig(BaseModel):
+    """Everything the program needs to know, as typed values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    target: Target = Field(
+        "docker", description="Where to deploy: local Docker engine or an OpenStack project."
+    )
+    topology: TopologyName = Field("single", description="'single' network or two-subnet 'client'.")
+    student: str = Field(
+        "", description="Student id put in every physical name; defaults to the stack name."
+    )
+
+    # OpenStack placement.
+    external_network: str | None = Field(None, alias="externalNetwork")
+    # Optional: with the id given, no look-up by name is needed, so preview works offline.
+    external_network_id: str | None = Field(None, alias="externalNetworkId")
+    image: str | None = None
+    flavor: str | None = None
+    image_by_role: dict[Role, str] = Field(default_factory=dict, alias="imageByRole")
+    flavor_by_role: dict[Role, str] = Field(default_factory=dict, alias="flavorByRole")
+    key_pair: str | None = Field(None, alias="keyPair")
+    ssh_public_key: str | None = Field(None, alias="sshPublicKey")
+    ssh_allowed_cidr: IPv4Network | None = Field(None, alias="sshAllowedCidr")
+    ssh_user: str = Field("debian", alias="sshUser")
+    dns_nameservers: list[IPv4Address] = Field(default_factory=list, alias="dnsNameservers")
+    python_path: str = Field("/usr/bin/python3", alias="pythonPath")
+
+    # Addressing. Defaults: the student report's working single network, the handout's subnets.
+    network_cidr: CidrNetwork = Field(IPv4Network("10.0.2.0/24"), alias="networkCidr")
+    client_cidr: CidrNetwork = Field(IPv4Network("192.168.1.0/24"), alias="clientCidr")
+    service_cidr: CidrNetwork = Field(IPv4Network("192.168.2.0/24"), alias="serviceCidr")
+    gateway_router_ip: IPv4Address | None = Field(None, alias="gatewayRouterIp")
+    inter_router_client_ip: IPv4Address | None = Field(None, alias="interRouterClientIp")
+    inter_router_service_ip: IPv4Address | None = Field(None, alias="interRouterServiceIp")
+
+    # Docker.
+    docker_base_image: str = Field("python:3.12-slim", alias="dockerBaseImage")
+    docker_host_port: int = Field(50000, alias="dockerHostPort", ge=1, le=65535)
+    docker_host_address: IPv4Address = Field(IPv4Address("127.0.0.1"), alias="dockerHostAddress")
+
+    @field_validator(
+        "external_network",
+        "external_network_id",
+        "image",
+        "flavor",
+        "key_pair",
+        "ssh_public_key",
+        "gateway_router_ip",
+        "inter_router_client_ip",
+        "inter_router_service_ip",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Pulumi.yaml declares optional keys with default "", so "" must mean "not set".
+        return None if value == "" else value
+
+    @field_validator("ssh_allowed_cidr", mode="before")
+    @classmethod
+    def _ssh_cidr_is_network(cls, value: object) -> object:
+        return None if value in (None, "") else _network(value)
+
+    @field_validator("network_cidr", "client_cidr", "service_cidr", mode="before")
+    @classmethod
+    def _cidr_is_network(cls, value: object) -> IPv4Network:
+        return _network(value)
+
+    @field_validator("student")
+    @classmethod
+    def _student_is_a_name(cls, value: str) -> str:
+        # The id ends up in OpenStack names, Docker container names and DNS-ish labels.
+        if value and not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", value):
+            raise ValueError(
+                f"'{value}' must start with a lowercase letter and hold only a-z, 0-9 and '-'"
+                " (24 characters at most)"
+            )
+        return value
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _looks_like_a_public_key(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"(ssh-(ed25519|rsa)|ecdsa-sha2-\S+) \S+", value):
+            raise ValueError("expected an OpenSSH public key line, e.g. 'ssh-ed25519 AAAA... me'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabConfig:
+        problems: list[tuple[str, str]] = []
+        if self.target == "openstack":
+            for key, value in (
+                ("externalNetwork", self.external_network),
+                ("image", self.image),
+                ("flavor", self.flavor),
+            ):
+                if not value:
+                    problems.append((key, "is required when target is openstack"))
+        if self.key_pair and self.ssh_public_key:
+            problems.append(("sshPublicKey", "set either keyPair or sshPublicKey, not both"))
+        if self.ssh_allowed_cidr is not None and not (self.key_pair or self.ssh_public_key):
+            problems.append(
+                ("sshAllowedCidr", "opens SSH, but no key is set: set keyPair or sshPublicKey")
+            )
+        checks: tuple[tuple[str, IPv4Address | None, IPv4Network], ...]
+        if self.topology == "client":
+            if self.client_cidr.overlaps(self.service_cidr):
+                problems.append(
+                    ("serviceCidr", f"{self.service_cidr} overlaps clientCidr {self.client_cidr}")
+                )
+            checks = (
+                ("gatewayRouterIp", self.gateway_router_ip, self.client_cidr),
+                ("interRouterClientIp", self.inter_router_client_ip, self.client_cidr),
+                ("interRouterServiceIp", self.inter_router_service_ip, self.service_cidr),
+            )
+        else:
+            checks = (("gatewayRouterIp", self.gateway_router_ip, self.network_cidr),)
+        problems += [
+            (key, message)
+            for key, address, network in checks
+            if (message := _usable_address_problem(address, network))
+        ]
+        if (
+            self.topology == "client"
+            and self.gateway_router_ip is not None
+            and self.gateway_router_ip == self.inter_router_client_ip
+        ):
+            problems.append(("interRouterClientIp", "must differ from gatewayRouterIp"))
+        if problems:
+            raise ValueError(_join(problems))
+        return self
+
+
+def _usable_address_problem(address: IPv4Address | None, network: IPv4Network) -> str | None:
+    if address is None:
+        return None
+    if address not in network:
+        return f"{address} is outside its subnet {network}"
+    if address in (network.network_address, network.broadcast_address):
+        return f"{address} is the network or broadcast address of {network}"
+    first, last = network.network_address + 10, network.network_address + 14
+    if first <= address <= last:
+        return f"{address} is reserved for the calculator's VMs ({first} to {last})"
+    return None
+
+
+_MARK = "\x00"  # separates key from message inside one pydantic error, split again below
+
+
+def _join(problems: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{_MARK}{key}{_MARK}{message}" for key, message in problems)
+
+
+def load_config(raw: Mapping[str, Any], stack: str) -> LabConfig:
+    """Validate the project's config values (keys without the project prefix)."""
+    values = {key: _decode(value) for key, value in raw.items()}
+    values.setdefault("student", stack.lower())
+    try:
+        return LabConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, values)) from None
+
+
+def _decode(value: Any) -> Any:
+    # The engine hands structured values (lists, maps) to the program as JSON text.
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _alias_of(field_name: str) -> str:
+    field = LabConfig.model_fields.get(field_name)
+    return (field.alias if field and field.alias else field_name) if field else field_name
+
+
+def _describe(err: ValidationError, values: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+    known = [_alias_of(name) for name in LabConfig.model_fields]
+    for item in err.errors():
+        location = [str(part) for part in item["loc"]]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            key = location[0]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{PROJECT}:{key}: unknown key{hint} (pulumi config rm {key})")
+            continue
+        if _MARK in message:
+            for chunk in message.split("\n"):
+                _, key, text = chunk.split(_MARK)
+                lines.append(f"{PROJECT}:{key}: {text}")
+            continue
+        key = ".".join([_alias_of(location[0]), *location[1:]]) if location else "(config)"
+        shown = values.get(location[0]) if location else None
+        lines.append(f"{PROJECT}:{key}: {message}" + (f" (got {shown!r})" if shown else ""))
+    return "invalid stack configuration:\n  " + "\n  ".join(lines)

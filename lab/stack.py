@@ -1,0 +1,49 @@
+"""The program's entry point: read config once, validate it, render the chosen target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from lab.config import PROJECT, ConfigError, LabConfig, load_config
+from lab.outputs import StackOutputs
+from lab.topology import build_topology
+
+
+def read_project_config() -> dict[str, Any]:
+    """Every `calculator-lab:*` value of the stack, keyed without the project prefix.
+
+    Reading the whole namespace (not key by key) is what lets validation reject a misspelt
+    key instead of silently using a default.
+    """
+    prefix = f"{PROJECT}:"
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {
+        key.removeprefix(prefix): value for key, value in merged.items() if key.startswith(prefix)
+    }
+
+
+def validated_config() -> LabConfig:
+    try:
+        return load_config(read_project_config(), pulumi.get_stack())
+    except ConfigError as err:
+        # RunError: Pulumi prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(err)) from None
+
+
+def main() -> None:
+    config = validated_config()
+    topology = build_topology(config)
+    outputs: StackOutputs
+    if config.target == "openstack":
+        # Imported on demand: each target pulls in a large provider SDK the other never needs.
+        from lab.openstack_target import deploy_openstack
+
+        outputs = deploy_openstack(config, topology)
+    else:
+        from lab.docker_target import deploy_docker
+
+        outputs = deploy_docker(config, topology)
+    outputs.export(topology.name, config.target)
