@@ -30,8 +30,9 @@ class AppFile:
     content: bytes
 
 
-def app_files(app_dir: Path = APP_DIR) -> tuple[AppFile, ...]:
+def app_files(app_dir: Path | None = None) -> tuple[AppFile, ...]:
     """The calculator's runtime files, in a stable order."""
+    app_dir = APP_DIR if app_dir is None else app_dir
     files = []
     for path in sorted(app_dir.rglob("*")):
         relative = path.relative_to(app_dir)

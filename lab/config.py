@@ -138,7 +138,8 @@ class LabConfig(BaseModel):
         if value and not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", value):
             raise ValueError(
                 f"'{value}' must start with a lowercase letter and hold only a-z, 0-9 and '-'"
-                " (24 characters at most)"
+                " (24 characters at most); it defaults to the stack name, so set one, e.g."
+                " pulumi config set student alice"
             )
         return value
 
@@ -166,38 +167,55 @@ class LabConfig(BaseModel):
             problems.append(
                 ("sshAllowedCidr", "opens SSH, but no key is set: set keyPair or sshPublicKey")
             )
-        checks: tuple[tuple[str, IPv4Address | None, IPv4Network], ...]
-        if self.topology == "client":
-            if self.client_cidr.overlaps(self.service_cidr):
-                problems.append(
-                    ("serviceCidr", f"{self.service_cidr} overlaps clientCidr {self.client_cidr}")
-                )
-            checks = (
-                ("gatewayRouterIp", self.gateway_router_ip, self.client_cidr),
-                ("interRouterClientIp", self.inter_router_client_ip, self.client_cidr),
-                ("interRouterServiceIp", self.inter_router_service_ip, self.service_cidr),
+        if self.topology == "client" and self.client_cidr.overlaps(self.service_cidr):
+            problems.append(
+                ("serviceCidr", f"{self.service_cidr} overlaps clientCidr {self.client_cidr}")
             )
-        else:
-            checks = (("gatewayRouterIp", self.gateway_router_ip, self.network_cidr),)
-        problems += [
-            (key, message)
-            for key, address, network in checks
-            if (message := _usable_address_problem(address, network))
-        ]
+        routers = self.router_addresses()
+        for key, (address, network) in routers.items():
+            if message := _usable_address_problem(address, network):
+                problems.append((key, message))
         if (
             self.topology == "client"
-            and self.gateway_router_ip is not None
-            and self.gateway_router_ip == self.inter_router_client_ip
+            and routers["gatewayRouterIp"][0] == routers["interRouterClientIp"][0]
         ):
             problems.append(("interRouterClientIp", "must differ from gatewayRouterIp"))
         if problems:
             raise ValueError(_join(problems))
         return self
 
+    def router_addresses(self) -> dict[str, tuple[IPv4Address, IPv4Network]]:
+        """Each router address of the chosen topology (configured, or the lab's default) and
+        the subnet it sits on, keyed by the config key that sets it."""
+        if self.topology == "single":
+            return {
+                "gatewayRouterIp": (
+                    self.gateway_router_ip or _top_of(self.network_cidr, 1),
+                    self.network_cidr,
+                )
+            }
+        return {
+            "gatewayRouterIp": (
+                self.gateway_router_ip or _top_of(self.client_cidr, 1),
+                self.client_cidr,
+            ),
+            "interRouterClientIp": (
+                self.inter_router_client_ip or _top_of(self.client_cidr, 2),
+                self.client_cidr,
+            ),
+            "interRouterServiceIp": (
+                self.inter_router_service_ip or _top_of(self.service_cidr, 1),
+                self.service_cidr,
+            ),
+        }
 
-def _usable_address_problem(address: IPv4Address | None, network: IPv4Network) -> str | None:
-    if address is None:
-        return None
+
+def _top_of(network: IPv4Network, offset: int) -> IPv4Address:
+    # offset 1 is .254 and offset 2 is .253 on a /24: the handout's router addresses.
+    return network.broadcast_address - offset
+
+
+def _usable_address_problem(address: IPv4Address, network: IPv4Network) -> str | None:
     if address not in network:
         return f"{address} is outside its subnet {network}"
     if address in (network.network_address, network.broadcast_address):
@@ -218,7 +236,9 @@ def _join(problems: list[tuple[str, str]]) -> str:
 def load_config(raw: Mapping[str, Any], stack: str) -> LabConfig:
     """Validate the project's config values (keys without the project prefix)."""
     values = {key: _decode(value) for key, value in raw.items()}
-    values.setdefault("student", stack.lower())
+    if not values.get("student"):
+        # A stack name such as "Alice_2" is not a valid id; the error then says to set one.
+        values["student"] = stack.lower()
     try:
         return LabConfig.model_validate(values)
     except ValidationError as err:

@@ -4,7 +4,8 @@ This is the single description both targets render (OpenStack VMs or Docker cont
 every address decision lives here and nowhere else. Nothing in this module talks to a cloud.
 
 Addressing conventions (documented in README):
-- a subnet's routers take the top of the range (.254, .253), as in the handout;
+- a subnet's routers take the top of the range (.254, .253), as in the handout (defaults
+  resolved by `LabConfig.router_addresses`, where they are validated);
 - the front end takes host .10 of its subnet and the services .11 to .14 of theirs, so the
   front end's service URLs are known before anything is created.
 """
@@ -127,11 +128,6 @@ def _host(network: IPv4Network, index: int) -> IPv4Address:
     return network.network_address + index
 
 
-def _top(network: IPv4Network, offset: int) -> IPv4Address:
-    # .254 is offset 1, .253 offset 2: the handout's router addresses on a /24.
-    return network.broadcast_address - offset
-
-
 def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
     front = Node(
         "front", front_subnet.key, _host(front_subnet.cidr, FIRST_NODE_HOST), 50000, exposed=True
@@ -151,7 +147,7 @@ def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
 
 def single_topology(config: LabConfig) -> Topology:
     """One private network behind a gateway router; the five nodes on it."""
-    gateway_ip = config.gateway_router_ip or _top(config.network_cidr, 1)
+    gateway_ip, _ = config.router_addresses()["gatewayRouterIp"]
     private = Subnet("private", config.network_cidr, gateway_ip)
     router = Router("gateway", external=True, interfaces=(RouterInterface("private", gateway_ip),))
     return Topology("single", (private,), (router,), _nodes(private, private))
@@ -165,9 +161,10 @@ def client_topology(config: LabConfig) -> Topology:
     handout does by hand with `route add`); the service subnet's gateway is the inter-subnet
     router, so replies go back the same way.
     """
-    gateway_ip = config.gateway_router_ip or _top(config.client_cidr, 1)
-    inter_client_ip = config.inter_router_client_ip or _top(config.client_cidr, 2)
-    inter_service_ip = config.inter_router_service_ip or _top(config.service_cidr, 1)
+    addresses = config.router_addresses()
+    gateway_ip, _ = addresses["gatewayRouterIp"]
+    inter_client_ip, _ = addresses["interRouterClientIp"]
+    inter_service_ip, _ = addresses["interRouterServiceIp"]
     to_services = HostRoute(config.service_cidr, inter_client_ip)
     client = Subnet("client", config.client_cidr, gateway_ip, host_routes=(to_services,))
     service = Subnet("service", config.service_cidr, inter_service_ip)
