@@ -1,0 +1,107 @@
+"""Renders a Topology on the local Docker engine: the calculator image, networks, containers.
+
+The same Topology as the OpenStack target, drawn with other materials: subnets become bridge
+networks with the same CIDRs, VMs become containers at the same fixed addresses, the
+inter-subnet router becomes a forwarding container, and the floating IP becomes the one port
+published on the host (`dockerHostAddress:dockerHostPort`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from components import (
+    CalculatorContainers,
+    CalculatorContainersArgs,
+    CalculatorImage,
+    CalculatorImageArgs,
+    LabNetworks,
+    LabNetworksArgs,
+)
+from lab.cloud_init import APP_DIR, AppFile, app_files
+from lab.config import LabConfig
+from lab.outputs import StackOutputs
+from lab.topology import Topology
+
+# Build recipe files: not shipped into the image, but they change what gets built.
+RECIPE_FILES = ("Dockerfile", ".dockerignore")
+IMAGE_REPOSITORY = "calculator-lab/calculator"
+
+
+def image_tag(files: tuple[AppFile, ...], recipe: dict[str, bytes], base_image: str) -> str:
+    """A tag that changes whenever the image's content would: sources, recipe or base image.
+
+    Tagging by content (not `latest`) makes a rebuild a replacement with a new name, so the
+    old image's deletion can never remove the new one.
+    """
+    digest = hashlib.sha256()
+    for name, content in sorted(recipe.items()):
+        digest.update(f"recipe:{name}:{len(content)}\n".encode())
+        digest.update(content)
+    for app_file in files:
+        digest.update(f"file:{app_file.relative_path}:{len(app_file.content)}\n".encode())
+        digest.update(app_file.content)
+    digest.update(f"base:{base_image}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def image_name(student: str, tag: str) -> str:
+    # One repository per student, so two stacks on one engine never touch each other's image.
+    return f"{IMAGE_REPOSITORY}-{student}:{tag}"
+
+
+def build_context(app_dir: Path = APP_DIR, cwd: Path | None = None) -> str:
+    """The build context as the engine's client sees it.
+
+    Relative to the project directory when it is inside it (Pulumi runs program and providers
+    there), so the stack's state does not depend on where the checkout lives.
+    """
+    here = (cwd or Path.cwd()).resolve()
+    try:
+        return app_dir.resolve().relative_to(here).as_posix()
+    except ValueError:
+        return os.fspath(app_dir.resolve())
+
+
+def deploy_docker(config: LabConfig, topology: Topology) -> StackOutputs:
+    student = config.student
+    labels = {"calculator-lab.student": student}
+    recipe = {name: (APP_DIR / name).read_bytes() for name in RECIPE_FILES}
+    tag = image_tag(app_files(), recipe, config.docker_base_image)
+
+    image = CalculatorImage(
+        "calculator-image",
+        CalculatorImageArgs(
+            image_name=image_name(student, tag),
+            context=build_context(),
+            base_image=config.docker_base_image,
+            labels=labels,
+        ),
+    )
+    networks = LabNetworks(
+        "networks", LabNetworksArgs(student=student, topology=topology, labels=labels)
+    )
+    containers = CalculatorContainers(
+        "calculator",
+        CalculatorContainersArgs(
+            student=student,
+            topology=topology,
+            image_id=image.image_id,
+            networks=networks.names,
+            public_network=networks.public_name,
+            host_address=str(config.docker_host_address),
+            host_port=config.docker_host_port,
+            labels=labels,
+        ),
+    )
+    port = config.docker_host_port
+    return StackOutputs(
+        calculator_url=containers.frontend_address.apply(
+            lambda address: f"http://{address}:{port}"
+        ),
+        frontend_address=containers.frontend_address,
+        floating_ips=containers.floating_ips,
+        private_ips=containers.private_ips,
+    )
