@@ -1,6 +1,6 @@
 """Cloud-init user data that turns a plain Debian/Ubuntu VM into one calculator service.
 
-The user data carries the calculator package itself (compressed), a systemd unit and the
+The user data carries the calculator package itself (a compressed archive), a systemd unit and the
 addresses the front end needs, so a VM needs nothing from the internet at boot: the client
 topology's service subnet has no route to it. Pure functions only: the same inputs always
 render the same text, so a re-run of `pulumi up` sees no change.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +51,21 @@ def app_files(app_dir: Path | None = None) -> tuple[AppFile, ...]:
     return tuple(files)
 
 
-def _compress(content: bytes) -> str:
-    # mtime=0 keeps the output identical across runs, which keeps `pulumi up` idempotent.
-    return base64.b64encode(gzip.compress(content, compresslevel=9, mtime=0)).decode("ascii")
+def package_archive(files: tuple[AppFile, ...]) -> bytes:
+    """The package as one reproducible .tar.gz: one archive compresses better than file by
+    file (Nova's limit is tight), and fixed times and owners make it byte-identical on every
+    run, which keeps `pulumi up` free of spurious changes."""
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.USTAR_FORMAT) as archive,
+    ):
+        for app_file in files:
+            info = tarfile.TarInfo(f"calculator/{app_file.relative_path}")
+            info.size = len(app_file.content)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(app_file.content))
+    return buffer.getvalue()
 
 
 def systemd_unit(role: str, environment: Mapping[str, str], python: str) -> str:
@@ -92,27 +106,25 @@ def render_user_data(
     """A `#cloud-config` document that installs and starts one calculator role."""
     files = app_files() if files is None else files
     unit_name = f"calculator-{role}.service"
-    write_files: list[dict[str, str]] = [
-        {
-            "path": f"{INSTALL_DIR}/calculator/{f.relative_path}",
-            "encoding": "gz+b64",
-            "content": _compress(f.content),
-            "permissions": "0644",
-            "owner": "root:root",
-        }
-        for f in files
-    ]
-    write_files.append(
-        {
-            "path": f"/etc/systemd/system/{unit_name}",
-            "content": systemd_unit(role, environment, python),
-            "permissions": "0644",
-            "owner": "root:root",
-        }
-    )
+    archive_path = f"{INSTALL_DIR}/calculator.tar.gz"
     document = {
-        "write_files": write_files,
+        "write_files": [
+            {
+                "path": archive_path,
+                "encoding": "b64",
+                "content": base64.b64encode(package_archive(files)).decode("ascii"),
+                "permissions": "0644",
+                "owner": "root:root",
+            },
+            {
+                "path": f"/etc/systemd/system/{unit_name}",
+                "content": systemd_unit(role, environment, python),
+                "permissions": "0644",
+                "owner": "root:root",
+            },
+        ],
         "runcmd": [
+            ["tar", "-xzf", archive_path, "-C", INSTALL_DIR, "--no-same-owner"],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", unit_name],
         ],
