@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from calculator import arith
 from calculator.arith import Limits
+from calculator.errors import CalcError
 from calculator.parser import Expr, Number, Operation, parse
 
 
@@ -45,5 +46,14 @@ def evaluate(tree: Expr, apply: Callable[[Operation, Decimal, Decimal], Decimal]
 
 def calculate(text: str, limits: Limits | None = None) -> Decimal:
     """Parse and evaluate locally, with the same arithmetic the services use."""
-    limits = limits or Limits()
-    return evaluate(parse(text, limits), lambda node, a, b: arith.apply(node.op, a, b, limits))
+    bounds = limits or Limits()
+
+    def apply(node: Operation, a: Decimal, b: Decimal) -> Decimal:
+        try:
+            return arith.apply(node.op, a, b, bounds)
+        except CalcError as error:
+            # Same place the front end names: the operator whose service failed.
+            error.position = node.position
+            raise
+
+    return evaluate(parse(text, bounds), apply)

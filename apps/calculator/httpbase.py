@@ -185,7 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
             "service": self.server.app.name,
             "method": self.command,
             "path": parts.path,
-            "client": self.client_address[0],
+            # With the port, a reader sees kept-alive connections being reused.
+            "client": f"{self.client_address[0]}:{self.client_address[1]}",
         }
         try:
             reply = self._reply(parts.path, parts.query)

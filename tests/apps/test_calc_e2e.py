@@ -1,0 +1,246 @@
+"""End-to-end: the five real calculator processes on free loopback ports, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from calc_cluster import SERVICES, Cluster, Process, request, wait_until
+from calc_fakes import SlowSum, StalledService
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    running = Cluster()
+    yield running
+    running.stop()
+
+
+def post(url: str, body: str | bytes, **kwargs: object) -> tuple[int, str]:
+    status, text, _ = request(url, body, **kwargs)  # type: ignore[arg-type]
+    return status, text
+
+
+def balanced(leaves: list[str], ops: str) -> str:
+    """A balanced expression over ``leaves`` with operators taken in turn from ``ops``."""
+    level = leaves
+    turn = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level), 2):
+            nxt.append(f"({level[i]}{ops[turn % len(ops)]}{level[i + 1]})")
+            turn += 1
+        level = nxt
+    return level[0]
+
+
+def test_lab_curl_examples(cluster: Cluster) -> None:
+    services = cluster.services
+    assert post(services["sum"].url, "2 3") == (200, "5\n")
+    assert post(services["sub"].url, "5 3") == (200, "2\n")
+    assert post(services["mul"].url, "12 3") == (200, "36\n")
+    assert post(services["div"].url, "15 5") == (200, "3\n")
+    assert post(cluster.url, "(5+6)*2") == (200, "22\n")
+    assert post(cluster.url, "10/4") == (200, "2.5\n")
+    # curl -d sends a form content type; the body is still taken as it is ('+' is not a space).
+    assert post(cluster.url, "1+2", headers={"Content-Type": "application/x-www-form-urlencoded"})[
+        1
+    ] == "3\n"
+
+
+def test_every_operation_is_done_by_its_service(cluster: Cluster) -> None:
+    before = {name: len(proc.records()) for name, proc in cluster.services.items()}
+    status, text, _ = request(
+        cluster.url, "(1+2)*(7-3)/-(4-2)", headers={"Accept": "application/json"}
+    )
+    assert status == 200
+    answer = json.loads(text)
+    assert answer["result"] == "-6"
+    assert sorted(call["service"] for call in answer["calls"]) == [
+        "div", "mul", "sub", "sub", "sub", "sum"
+    ]  # fmt: skip
+    assert answer["depth"] == 3
+    # Each service logged one structured line per call it served.
+    assert wait_until(
+        lambda: {n: len(p.records()) - before[n] for n, p in cluster.services.items()}
+        == {"sum": 1, "sub": 3, "mul": 1, "div": 1}
+    )
+    line = cluster.services["mul"].records()[-1]
+    assert line["service"] == "mul" and line["op"] == "*" and line["operands"] == ["3", "4"]
+    assert line["result"] == "12" and line["status"] == 200 and line["duration_ms"] >= 0
+    assert cluster.front is not None
+    front_line = cluster.front.records()[-1]
+    assert front_line["expression"] == "(1+2)*(7-3)/-(4-2)" and front_line["calls"] == 6
+
+
+def test_health(cluster: Cluster) -> None:
+    for proc in cluster.services.values():
+        status, text, _ = request(proc.url, path="/health")
+        assert status == 200 and json.loads(text)["status"] == "ok"
+    status, text, _ = request(cluster.url, path="/health")
+    report = json.loads(text)
+    assert status == 200 and report["status"] == "ok"
+    assert set(report["dependencies"]) == set(SERVICES)
+    assert all(dep["status"] == "ok" for dep in report["dependencies"].values())
+
+
+def test_web_page_is_served(cluster: Cluster) -> None:
+    status, page, headers = request(cluster.url)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert 'id="expression"' in page and "/app.js" in page
+    assert request(cluster.url, path="/app.js")[0] == 200
+    assert request(cluster.url, path="/style.css")[0] == 200
+    assert request(cluster.url, path="/../../etc/passwd")[0] == 404
+
+
+def test_bad_input_is_answered_with_a_clear_4xx(cluster: Cluster) -> None:
+    status, text = post(cluster.url, "(5+6)*")
+    assert status == 400 and "position 7" in text and "expected a number" in text
+    status, text = post(cluster.url, "7/(3-3)")
+    assert 400 <= status < 500 and "division by zero" in text and "div service" in text
+    div = cluster.services["div"].url
+    assert post(div, "2")[0] == 400
+    assert post(div, "2 x") == (400, "error: second operand 'x' is not a number "
+                                     "(expected digits like 12, -3 or 2.5)\n")  # fmt: skip
+    status, text = post(div, "1 0")
+    assert status == 400 and "division by zero" in text
+
+
+def test_limits(cluster: Cluster) -> None:
+    status, text = post(cluster.url, "1+" * 10_000 + "1")
+    assert status == 413 and "longer than the limit" in text
+    status, text = post(cluster.url, "(" * 200 + "1" + ")" * 200)
+    assert status == 400 and "nested too deep" in text
+    status, text = post(cluster.url, "+".join(["1"] * 200))
+    assert status == 400 and "too deep" in text
+    status, text = post(cluster.url, balanced(["1"] * 2048, "+"))
+    assert status == 400 and "too many operations" in text
+    status, text = post(cluster.url, "1" * 1001 + "+1")
+    assert status == 400 and "1001 digits" in text
+    status, text = post(cluster.services["mul"].url, "9" * 1001 + " 1")
+    assert status == 400 and "1001 digits" in text
+    status, text = post(cluster.url, "9" * 600 + "*" + "9" * 600)
+    assert status == 400 and "result has 1200 digits" in text and "mul service" in text
+
+
+def test_protocol_abuse_never_crashes_a_process(cluster: Cluster) -> None:
+    sum_url = cluster.services["sum"].url
+    assert post(sum_url, b"\xff\xfe 1")[0] == 400
+    status, _, _ = request(sum_url, "1 2", method="PUT")
+    assert status == 501
+    status, text, _ = request(
+        sum_url, None, method="POST", headers={"Transfer-Encoding": "chunked"}
+    )
+    assert status == 411
+    with socket.create_connection(("127.0.0.1", cluster.services["sum"].port), timeout=5) as raw:
+        raw.sendall(b"\x00\x01garbage that is not HTTP\r\n\r\n")
+        # No HTTP version to answer in, so the server answers the bare error (HTTP/0.9 style).
+        assert b"400 Bad request" in raw.recv(200)
+    with socket.create_connection(("127.0.0.1", cluster.services["sum"].port), timeout=5) as raw:
+        raw.sendall(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n1 2")  # body cut short
+    assert post(sum_url, "2 3") == (200, "5\n")
+    for proc in cluster.services.values():
+        assert proc.popen.poll() is None
+        assert not any("traceback" in line for line in proc.records())
+
+
+def test_keep_alive_connections_are_reused(cluster: Cluster) -> None:
+    sums = cluster.services["sum"]
+    before = len(sums.records())
+    for _ in range(3):
+        assert post(cluster.url, "+".join(["1"] * 21)) == (200, "21\n")
+    assert wait_until(lambda: len(sums.records()) - before == 60)
+    # Sixty calls, one at a time (a chain), all over one kept-alive connection.
+    clients = {record["client"] for record in sums.records()[before:]}
+    assert len(clients) == 1, clients
+
+
+def test_concurrent_evaluation_follows_depth_not_size() -> None:
+    slow = SlowSum(delay=0.3)
+    running = Cluster(front_env={"CALC_SUM_URL": slow.url})
+    try:
+        expression = balanced([str(i) for i in range(1, 9)], "+")  # 7 sums, depth 3
+        started = time.monotonic()
+        assert post(running.url, expression) == (200, "36\n")
+        concurrent = time.monotonic() - started
+        assert slow.peak == 4  # the four leaf sums were in flight together
+        started = time.monotonic()
+        assert post(running.url, expression, path="/?mode=sequential") == (200, "36\n")
+        sequential = time.monotonic() - started
+        assert 0.9 <= concurrent < 1.8, concurrent  # 3 levels x 0.3 s
+        assert sequential >= 2.1, sequential  # 7 calls x 0.3 s
+    finally:
+        running.stop()
+        slow.close()
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_stalled_service_gives_504_naming_it(trickle: bool) -> None:
+    stalled = StalledService()
+    stalled.trickle = trickle
+    running = Cluster(front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "1"})
+    try:
+        started = time.monotonic()
+        status, text = post(running.url, "(1+2)*(8/2)")
+        elapsed = time.monotonic() - started
+        assert status == 504 and "div service" in text and "within 1 s" in text
+        assert elapsed < 2.5, elapsed
+        # The other services keep working while div is stuck.
+        assert post(running.url, "(1+2)*(4-2)") == (200, "6\n")
+        status, text, _ = request(running.url, path="/health")
+        report = json.loads(text)
+        assert status == 503 and report["dependencies"]["div"]["status"] == "down"
+        assert report["dependencies"]["sum"]["status"] == "ok"
+    finally:
+        running.stop()
+        stalled.close()
+
+
+def test_killed_service_gives_502_then_recovers() -> None:
+    running = Cluster()
+    try:
+        assert post(running.url, "2*3+1") == (200, "7\n")  # pools now hold live connections
+        mul = running.services["mul"]
+        port = mul.port
+        mul.stop(signal.SIGKILL)
+        started = time.monotonic()
+        status, text = post(running.url, "2*3+1")
+        assert status == 502 and "mul service" in text, text
+        assert time.monotonic() - started < 2
+        status, text, _ = request(running.url, path="/health")
+        assert status == 503 and json.loads(text)["dependencies"]["mul"]["status"] == "down"
+        assert post(running.url, "2+3") == (200, "5\n")
+        running.services["mul"] = Process("mul", port=port)
+        assert post(running.url, "2*3+1") == (200, "7\n")
+    finally:
+        running.stop()
+
+
+def test_sigterm_stops_a_process_cleanly() -> None:
+    proc = Process("sum")
+    assert post(proc.url, "1 1") == (200, "2\n")
+    started = time.monotonic()
+    assert proc.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 3
+
+
+def test_all_role_runs_the_five_on_loopback() -> None:
+    proc = Process("all")
+    try:
+        assert proc.records()[0]["host"] == "127.0.0.1"
+        assert wait_until(lambda: len([r for r in proc.records() if "event" in r]) == 5)
+        front = next(r for r in proc.records() if r.get("service") == "front")
+        assert post(f"http://127.0.0.1:{front['port']}", "(5+6)*2") == (200, "22\n")
+    finally:
+        proc.stop()
+
+
+def test_bad_configuration_fails_at_start_with_a_message() -> None:
+    with pytest.raises(RuntimeError, match="CALC_TIMEOUT must be a number of seconds"):
+        Process("front", {"CALC_TIMEOUT": "soon"})
