@@ -1,0 +1,36 @@
+# Entry points. The two a newcomer needs: `make up` (deploy the default stack on Docker)
+# and `make test` (the whole suite, as CI runs it). See README.md.
+.PHONY: up down preview test test-fast lint bench lock
+
+up:
+	scripts/lab up dev
+
+down:
+	scripts/lab down dev
+
+preview:
+	scripts/lab preview $(or $(STACK),dev)
+
+test:
+	scripts/test-all
+
+# The layers that need no daemon: config, graph (mocks), calculator unit and e2e tests.
+test-fast:
+	scripts/setup-venv
+	.venv/bin/pytest -m "not docker and not engine and not testcloud and not browser"
+
+lint:
+	scripts/setup-venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench:
+	scripts/setup-venv
+	.venv/bin/python benchmarks/calculator_latency.py
+
+lock:
+	rm -rf /tmp/calculator-lab-lock && python3 -m venv /tmp/calculator-lab-lock
+	/tmp/calculator-lab-lock/bin/pip install --quiet -r requirements.in
+	{ echo "# Generated from requirements.in by 'make lock' (pip freeze of a clean venv). Do not edit."; \
+	  /tmp/calculator-lab-lock/bin/pip freeze | sort; } > requirements.lock
