@@ -126,7 +126,10 @@ def request(
     try:
         data = body.encode() if isinstance(body, str) else body
         connection.request(
-            method or ("GET" if data is None else "POST"), path, body=data, headers=dict(headers or {})
+            method or ("GET" if data is None else "POST"),
+            path,
+            body=data,
+            headers=dict(headers or {}),
         )
         response = connection.getresponse()
         text = response.read().decode("utf-8", "replace")
