@@ -1,0 +1,17 @@
+# Shared by ./build and ./env: reads the pinned versions and derives the cache layout from them,
+# so both scripts agree on where a given set of versions lives.
+# shellcheck shell=bash
+
+TOOLCHAIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$TOOLCHAIN_DIR/versions.env"
+
+# Bump when the way binaries are built changes (flags, wrapper modules) without a version
+# change, so stale binaries are not reused.
+TOOLCHAIN_RECIPE=1
+
+TOOLCHAIN_CACHE=${CALCLAB_CACHE:-$HOME/.cache/calculator-lab}/pulumi-toolchain
+TOOLCHAIN_KEY="pulumi-${PULUMI_VERSION}_openstack-${OPENSTACK_VERSION:-none}_docker-${DOCKER_VERSION:-none}_go-${GO_VERSION}_r${TOOLCHAIN_RECIPE}"
+TOOLCHAIN_PREFIX="$TOOLCHAIN_CACHE/$TOOLCHAIN_KEY"
+TOOLCHAIN_BIN="$TOOLCHAIN_PREFIX/bin"
+TOOLCHAIN_PULUMI_HOME="$TOOLCHAIN_PREFIX/pulumi-home"
