@@ -275,6 +275,9 @@ class FrontEnd:
         if request.method == "GET":
             if request.path == "/health":
                 return self._health()
+            if request.path == "/favicon.ico":
+                # Browsers ask for it on their own; an empty answer keeps their console clean.
+                return Reply(204, b"")
             if request.path in self.static:
                 body, content_type = self.static[request.path]
                 return Reply(
