@@ -2,9 +2,9 @@
 
 - CalculatorImage builds apps/calculator/Dockerfile on the engine and removes the image again
   on tear-down.
-- LabNetworks turns every subnet of the topology into a bridge network with the same CIDR,
-  closed to the host, plus one small `<student>-public` network: the analog of the external
-  network, the only one with a way out.
+- LabNetworks turns every subnet of the topology into a bridge network with the same CIDR
+  and no host address (so no route from the host), plus one small `<student>-public`
+  network: the analog of the external network, the only one with a way out.
 - CalculatorContainers runs each node at its topology address, and each router that has no
   external gateway (the client topology's inter-subnet router) as a forwarding container at
   its interface addresses. The gateway router itself is Docker's NAT on the public network.
@@ -26,8 +26,11 @@ from lab.topology import HostRoute, Node, Router, Topology
 # What the calculator drops to after its one privileged step: the conventional "nobody".
 UNPRIVILEGED = "65534:65534"
 LABEL_PREFIX = "calculator-lab"
-# Keeps the host from owning an address on a lab subnet: no host route, so no way in or out.
+# No address for the host on a lab subnet's bridge: the host has no route into it, and the
+# containers' Docker gateway (the subnet's first address) answers nobody.
 NO_HOST_ADDRESS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
+# A routed subnet cannot be "internal" (see LabNetworks); this keeps it from being NATed out.
+NO_MASQUERADE = {"com.docker.network.bridge.enable_ip_masquerade": "false"}
 HEALTH_INTERVAL = "2s"
 HEALTH_TIMEOUT = "3s"
 HEALTH_RETRIES = 5
@@ -56,6 +59,16 @@ def container_routes(topology: Topology, node_subnet: str) -> tuple[HostRoute, .
             if other.key != node_subnet and not any(r.destination == other.cidr for r in routes)
         ]
     return tuple(routes)
+
+
+def routed_subnets(topology: Topology) -> frozenset[str]:
+    """Subnets a router container forwards through (interfaces of routers with no gateway)."""
+    return frozenset(
+        interface.subnet
+        for router in topology.routers
+        if not router.external
+        for interface in router.interfaces
+    )
 
 
 def _router_at(topology: Topology, subnet_key: str, address: object) -> Router | None:
@@ -183,13 +196,25 @@ class CalculatorImage(pulumi.ComponentResource):
 class LabNetworksArgs:
     student: str
     topology: Topology
-    # Whether the subnets' networks are Docker "internal" (no route out at all). See README.
-    internal: bool = True
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def subnet_network_name(student: str, subnet_key: str) -> str:
+    # Docker gives a container with several non-internal networks its default route (and its
+    # published ports) on the network whose name sorts first; "<student>-public" must win over
+    # a routed lab subnet, hence the "subnet-" prefix.
+    return f"{student}-subnet-{subnet_key}"
+
+
 class LabNetworks(pulumi.ComponentResource):
-    """One bridge per topology subnet (same CIDR, no host address) and the public bridge."""
+    """One bridge per topology subnet (same CIDR, no host address) and the public bridge.
+
+    A subnet is Docker-"internal" (no route out at all) unless a router container forwards
+    through it: Docker filters internal bridges with iptables rules that drop every packet
+    whose destination lies outside the subnet, and with bridge netfilter on (Docker turns it
+    on) that includes packets bridged to the router. A routed subnet is closed instead by
+    having no host address and no masquerading.
+    """
 
     names: dict[str, pulumi.Output[str]]
     """Subnet key -> Docker network name."""
@@ -202,15 +227,17 @@ class LabNetworks(pulumi.ComponentResource):
         super().__init__("calculator-lab:components:LabNetworks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())]
+        routed = routed_subnets(args.topology)
         self.names = {}
         for subnet in args.topology.subnets:
+            internal = subnet.key not in routed
             network = docker.Network(
                 f"{name}-{subnet.key}",
-                name=f"{args.student}-{subnet.key}",
+                name=subnet_network_name(args.student, subnet.key),
                 driver="bridge",
-                internal=args.internal,
+                internal=internal,
                 ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet.cidr))],
-                options=dict(NO_HOST_ADDRESS),
+                options=NO_HOST_ADDRESS if internal else {**NO_HOST_ADDRESS, **NO_MASQUERADE},
                 labels=labels,
                 opts=child,
             )

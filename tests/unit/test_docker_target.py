@@ -76,16 +76,28 @@ def shell_steps(container: dict[str, Any]) -> list[str]:
 # --- networks ----------------------------------------------------------------------------------
 
 
-def test_client_subnets_become_closed_bridges_with_the_lab_cidrs(client: Program) -> None:
+def test_client_subnets_become_routed_bridges_with_the_lab_cidrs(client: Program) -> None:
     nets = networks(client)
-    assert set(nets) == {"alice-client", "alice-service", "alice-public"}
-    for name, cidr in (("alice-client", "192.168.1.0/24"), ("alice-service", "192.168.2.0/24")):
+    assert set(nets) == {"alice-subnet-client", "alice-subnet-service", "alice-public"}
+    for name, cidr in (
+        ("alice-subnet-client", "192.168.1.0/24"),
+        ("alice-subnet-service", "192.168.2.0/24"),
+    ):
         net = nets[name]
         assert net["ipamConfigs"] == [{"subnet": cidr}]
-        assert net["internal"] is True
         assert net["driver"] == "bridge"
-        # No address for the host on the bridge, so the host has no route into the subnet.
-        assert net["options"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
+        # The router container forwards through both, and Docker's isolation rules for an
+        # internal network would drop those packets; no host address and no NAT close them.
+        assert net["internal"] is False
+        assert net["options"] == {
+            "com.docker.network.bridge.inhibit_ipv4": "true",
+            "com.docker.network.bridge.enable_ip_masquerade": "false",
+        }
+
+
+def test_public_network_sorts_first_so_it_carries_the_default_route(client: Program) -> None:
+    # Docker breaks the tie between non-internal networks by name.
+    assert min(networks(client)) == "alice-public"
 
 
 def test_public_network_is_the_only_open_one_and_docker_picks_its_subnet(
@@ -97,11 +109,14 @@ def test_public_network_is_the_only_open_one_and_docker_picks_its_subnet(
     assert "options" not in public
 
 
-def test_single_topology_has_one_closed_network_and_the_public_one(single: Program) -> None:
+def test_single_topology_has_one_internal_network_and_the_public_one(single: Program) -> None:
     nets = networks(single)
-    assert set(nets) == {"bob-private", "bob-public"}
-    assert nets["bob-private"]["ipamConfigs"] == [{"subnet": "10.0.2.0/24"}]
-    assert nets["bob-private"]["internal"] is True
+    assert set(nets) == {"bob-subnet-private", "bob-public"}
+    private = nets["bob-subnet-private"]
+    assert private["ipamConfigs"] == [{"subnet": "10.0.2.0/24"}]
+    # Nothing is routed there, so Docker's "internal" (no way out at all) applies as well.
+    assert private["internal"] is True
+    assert private["options"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
 
 
 # --- containers and addresses ------------------------------------------------------------------
@@ -110,18 +125,18 @@ def test_single_topology_has_one_closed_network_and_the_public_one(single: Progr
 def test_client_nodes_sit_at_the_topology_addresses(client: Program) -> None:
     found = containers(client)
     assert attachments(found["alice-front"]) == {
-        "alice-client": "192.168.1.10",
+        "alice-subnet-client": "192.168.1.10",
         "alice-public": None,
     }
     for role, (ip, _) in SERVICES.items():
-        assert attachments(found[f"alice-{role}"]) == {"alice-service": ip}
+        assert attachments(found[f"alice-{role}"]) == {"alice-subnet-service": ip}
 
 
 def test_client_router_container_has_the_handout_interfaces(client: Program) -> None:
     router = containers(client)["alice-inter-router"]
     assert attachments(router) == {
-        "alice-client": "192.168.1.253",
-        "alice-service": "192.168.2.254",
+        "alice-subnet-client": "192.168.1.253",
+        "alice-subnet-service": "192.168.2.254",
     }
     assert router["sysctls"] == {"net.ipv4.ip_forward": "1"}
     assert "ports" not in router
@@ -138,9 +153,12 @@ def test_gateway_router_is_not_a_container(client: Program, single: Program) -> 
 def test_single_topology_runs_five_nodes_on_one_network(single: Program) -> None:
     found = containers(single)
     assert set(found) == {"bob-front", "bob-sum", "bob-sub", "bob-mul", "bob-div"}
-    assert attachments(found["bob-front"]) == {"bob-private": "10.0.2.10", "bob-public": None}
+    assert attachments(found["bob-front"]) == {
+        "bob-subnet-private": "10.0.2.10",
+        "bob-public": None,
+    }
     for index, role in enumerate(SERVICES, start=11):
-        assert attachments(found[f"bob-{role}"]) == {"bob-private": f"10.0.2.{index}"}
+        assert attachments(found[f"bob-{role}"]) == {"bob-subnet-private": f"10.0.2.{index}"}
 
 
 def test_only_the_front_end_publishes_a_port(client: Program, single: Program) -> None:
