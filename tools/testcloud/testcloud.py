@@ -263,7 +263,6 @@ def install(lay: Layout) -> None:
                 "install",
                 "-q",
                 "--disable-pip-version-check",
-                "--no-build-isolation",
                 "--force-reinstall",
                 "--no-deps",
                 scratch,
@@ -461,19 +460,45 @@ def daemon_env(lay: Layout, extra: dict[str, str] | None = None) -> dict[str, st
 
 
 def owned_pids(lay: Layout) -> list[int]:
-    """Every live process that carries our owner marker."""
+    """Every live process we started, and all their descendants.
+
+    The owner marker in the environment finds most of them, but setproctitle (nova's
+    scheduler master) overwrites the memory /proc/PID/environ shows, so a process named
+    in one of our pidfiles whose command line points into our tree counts too, and so do
+    the children of any owned process.
+    """
     needle = f"{OWNER_VAR}={lay.root}".encode()
-    found = []
+    parents: dict[int, int] = {}
+    owned: set[int] = set()
+    cmdlines: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
+            stat = (entry / "stat").read_text()
             environ = (entry / "environ").read_bytes()
+            cmdlines[pid] = (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        # The command name in stat may hold spaces and parentheses; the ppid follows the
+        # last closing parenthesis.
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
         if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+            owned.add(pid)
+    if lay.run.is_dir():
+        for pidfile in lay.run.glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pidfile.read_text().strip())
+                if str(lay.root).encode() in cmdlines.get(pid, b""):
+                    owned.add(pid)
+    grew = True
+    while grew:
+        children = {pid for pid, ppid in parents.items() if ppid in owned} - owned
+        owned |= children
+        grew = bool(children)
+    owned.discard(os.getpid())
+    return sorted(owned)
 
 
 def pid_alive(lay: Layout, name: str) -> int | None:
@@ -917,7 +942,7 @@ def start(lay: Layout) -> None:
             next_discover = now + 30
         time.sleep(1)
     cloudops(lay, "seed")
-    say(f'ready in {time.monotonic() - t0:.0f} s; for clients: eval "$({sys.argv[0]} env)"')
+    say(f'ready in {time.monotonic() - t0:.0f} s; for clients: eval "$({HERE}/testcloud env)"')
 
 
 # --------------------------------------------------------------------------- stop, status
