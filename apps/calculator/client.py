@@ -83,7 +83,7 @@ class ServicePool:
     def request(self, method: str, path: str, body: bytes | None, call: Call) -> tuple[int, bytes]:
         """Send one request and return (status, body), or raise :class:`ServiceError`."""
         for attempt in range(2):
-            connection, reused = self._acquire(call.timeout)
+            connection = self._acquire(call.timeout, fresh=attempt > 0)
             try:
                 call.attach(connection)
                 return self._exchange(connection, method, path, body)
@@ -91,7 +91,9 @@ class ServicePool:
                 connection.close()
                 if call.aborted:
                     raise self.timeout_error(call) from None
-                if reused and attempt == 0:
+                # Once more on a fresh connection: the usual cause is a kept-alive connection the
+                # service closed while idle, or a reset under a burst of new connections.
+                if attempt == 0:
                     continue
                 raise ServiceError(
                     self.name,
@@ -145,12 +147,14 @@ class ServicePool:
             connection.close()
         return response.status, data
 
-    def _acquire(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _acquire(self, timeout: float, *, fresh: bool) -> http.client.HTTPConnection:
         while True:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
+            connection = None
+            if not fresh:
+                with self._lock:
+                    connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return http.client.HTTPConnection(self.host, self.port, timeout=timeout), False
+                return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
             sock = connection.sock
             # An idle connection that is readable has been closed by the server (or holds
             # junk); either way it cannot carry a request.
@@ -158,7 +162,7 @@ class ServicePool:
                 connection.close()
                 continue
             sock.settimeout(timeout)
-            return connection, True
+            return connection
 
     def _release(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -102,6 +102,9 @@ class CalcServer(ThreadingHTTPServer):
     """Threaded HTTP server with a cap on connections served at once."""
 
     daemon_threads = True
+    # The default backlog of 5 overflows when the front end opens dozens of connections at once
+    # (one level of a wide tree); overflowing connections then fail or stall for a second.
+    request_queue_size = 128
     # Threads are not joined on close: a stalled client must not hold up shutdown.
     block_on_close = False
 
