@@ -27,7 +27,7 @@ from lab.topology import HostRoute, Node, Router, Topology
 UNPRIVILEGED = "65534:65534"
 LABEL_PREFIX = "calculator-lab"
 # No address for the host on a lab subnet's bridge: the host has no route into it, and the
-# containers' Docker gateway (the subnet's first address) answers nobody.
+# gateway address Docker gives the containers (the subnet's first address) is held by nobody.
 NO_HOST_ADDRESS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
 # A routed subnet cannot be "internal" (see LabNetworks); this keeps it from being NATed out.
 NO_MASQUERADE = {"com.docker.network.bridge.enable_ip_masquerade": "false"}
@@ -46,8 +46,9 @@ def container_routes(topology: Topology, node_subnet: str) -> tuple[HostRoute, .
 
     A subnet's host routes (DHCP option 121 in OpenStack) apply as they are. A subnet whose
     gateway is a router without external gateway (the services' inter-subnet router) is, in
-    OpenStack, the default route of its VMs; Docker never gives an internal network a default
-    route, so the container gets one route per other subnet through that gateway instead.
+    OpenStack, the default route of its VMs; Docker cannot point a default route at another
+    container (it uses its own gateway address, held by nobody here, or none on an internal
+    network), so the container gets one route per other subnet through that router instead.
     """
     subnet = topology.subnet(node_subnet)
     routes = list(subnet.host_routes)
