@@ -27,7 +27,7 @@ lint:
 
 bench:
 	scripts/setup-venv
-	.venv/bin/python benchmarks/calculator_latency.py
+	.venv/bin/python benchmarks/calculator_bench.py
 
 lock:
 	rm -rf /tmp/calculator-lab-lock && python3 -m venv /tmp/calculator-lab-lock
