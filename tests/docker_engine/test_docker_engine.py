@@ -215,7 +215,7 @@ def docker_session() -> tuple[str, str]:
     cli = _docker_cli()
     host = _docker_host()
     proc = subprocess.run(
-        [cli, "info", "--format", "{{.ServerVersion}}"],
+        [cli, "version", "--format", "{{.Server.Version}}"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -223,9 +223,11 @@ def docker_session() -> tuple[str, str]:
         check=False,
     )
     if proc.returncode != 0:
+        script = ENGINE_SCRIPT.relative_to(REPO)
+        reason = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
         _skip_or_fail(
-            f"no Docker daemon answers on {host} ({proc.stderr.strip()}); start one with"
-            f" `{ENGINE_SCRIPT.relative_to(REPO)} install && ... start`"
+            f"no Docker daemon answers on {host} ({reason}); start one with"
+            f" `{script} install && {script} start && {script} base-image`"
         )
     image = subprocess.run(
         [cli, "image", "inspect", BASE_IMAGE],
