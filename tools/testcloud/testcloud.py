@@ -162,8 +162,11 @@ class Layout:
         return self.log / f"{name}.log"
 
 
+T0 = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(f"testcloud: {message}", flush=True)
+    print(f"testcloud [{time.monotonic() - T0:5.1f} s]: {message}", flush=True)
 
 
 def file_digest(*paths: Path) -> str:
@@ -483,7 +486,11 @@ def owned_pids(lay: Layout) -> list[int]:
             continue
         # The command name in stat may hold spaces and parentheses; the ppid follows the
         # last closing parenthesis.
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            # Exited; waits only for pid 1 to reap it.
+            continue
+        parents[pid] = int(fields[1])
         if needle in environ.split(b"\0"):
             owned.add(pid)
     if lay.run.is_dir():
@@ -903,7 +910,13 @@ def start(lay: Layout) -> None:
     start_rabbitmq(lay)
     start_mariadb(lay, pw)
     bootstrap_databases(lay, pw)
+    say("databases ready")
     start_web(lay, WEB_SERVICES[0])
+    if not step_needed(lay, "catalog"):
+        # The service users exist already, so nothing need wait for Keystone: loading
+        # all the applications at once is most of a warm start.
+        for svc in WEB_SERVICES[1:]:
+            start_web(lay, svc)
     wait_for("Keystone", lambda: http_answers(5000), 90, lay.logfile("keystone"))
     if step_needed(lay, "catalog"):
         say("creating the service catalog, service users and the student project")
@@ -916,7 +929,7 @@ def start(lay: Layout) -> None:
         start_nova_daemon(lay, name)
     for svc in WEB_SERVICES[1:]:
         wait_for(svc.name, lambda s=svc: http_answers(s.port), 120, lay.logfile(svc.name))
-    say("waiting for the compute host to be discovered")
+    say("APIs answering; waiting for the compute host")
     discover_deadline = time.monotonic() + 180
     next_discover = time.monotonic() + 20
     while not compute_ready(lay):
@@ -941,6 +954,7 @@ def start(lay: Layout) -> None:
             )
             next_discover = now + 30
         time.sleep(1)
+    say("compute host ready; seeding")
     cloudops(lay, "seed")
     say(f'ready in {time.monotonic() - t0:.0f} s; for clients: eval "$({HERE}/testcloud env)"')
 
@@ -948,51 +962,81 @@ def start(lay: Layout) -> None:
 # --------------------------------------------------------------------------- stop, status
 
 
+def descendants(lay: Layout, roots: set[int]) -> set[int]:
+    """``roots`` and every owned process below them."""
+    family = set(roots)
+    parents = _parents()
+    grew = True
+    while grew:
+        children = {pid for pid, ppid in parents.items() if ppid in family} - family
+        family |= children
+        grew = bool(children)
+    return family & set(owned_pids(lay))
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def terminate(lay: Layout, names: Sequence[str], grace: float) -> None:
+    """SIGTERM the named services and their children, SIGKILL whatever outlives ``grace``."""
+    roots = {pid for name in names if (pid := pid_alive(lay, name)) is not None}
+    family = descendants(lay, roots)
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while family and time.monotonic() < deadline:
+        time.sleep(0.2)
+        family &= set(owned_pids(lay))
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while family and time.monotonic() < deadline:
+        time.sleep(0.1)
+        family &= set(owned_pids(lay))
+    for name in names:
+        lay.pidfile(name).unlink(missing_ok=True)
+
+
+SERVICE_NAMES = (*NOVA_DAEMONS, *(s.name for s in reversed(WEB_SERVICES)))
+
+
 def stop(lay: Layout) -> None:
     t0 = time.monotonic()
-    order = [*NOVA_DAEMONS, *(s.name for s in reversed(WEB_SERVICES))]
-    pids = {name: pid_alive(lay, name) for name in order}
-    for pid in pids.values():
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    _reap(lay, [p for p in pids.values() if p is not None], KILL_GRACE_S)
-
-    rabbit = pid_alive(lay, "rabbitmq")
-    if rabbit is not None:
-        os.kill(rabbit, signal.SIGTERM)
-    db = pid_alive(lay, "mariadb")
-    if db is not None:
-        # MariaDB gets time for a clean shutdown: the databases are what makes the next
-        # start quick.
-        os.kill(db, signal.SIGTERM)
-        _reap(lay, [db], DB_STOP_GRACE_S)
-    _reap(lay, [rabbit] if rabbit else [], 10)
-
+    # The OpenStack services go first and completely, so none of them is left writing to a
+    # database that is shutting down.
+    terminate(lay, SERVICE_NAMES, KILL_GRACE_S)
+    # MariaDB gets time for a clean shutdown: its databases make the next start quick.
+    terminate(lay, ("rabbitmq", "mariadb"), DB_STOP_GRACE_S)
     leftovers = owned_pids(lay)
     for pid in leftovers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    _reap(lay, leftovers, 5)
+    deadline = time.monotonic() + 5
+    while owned_pids(lay) and time.monotonic() < deadline:
+        time.sleep(0.1)
     still = owned_pids(lay)
-    for name in [*order, "rabbitmq", "mariadb"]:
-        lay.pidfile(name).unlink(missing_ok=True)
     if still:
         raise TestcloudError(f"processes survived SIGKILL: {still}")
     say(f"stopped in {time.monotonic() - t0:.1f} s; no process left")
 
 
-def _reap(lay: Layout, pids: list[int], grace: float) -> None:
-    """Wait up to ``grace`` seconds for ``pids`` to exit, then SIGKILL what remains."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        alive = set(pids) & set(owned_pids(lay))
-        if not alive:
-            return
-        time.sleep(0.2)
-    for pid in set(pids) & set(owned_pids(lay)):
+def kill_service(lay: Layout, name: str) -> None:
+    """SIGKILL one service, as a crash would; ``start`` brings it back."""
+    roots = {pid for pid in [pid_alive(lay, name)] if pid is not None}
+    for pid in descendants(lay, roots):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    lay.pidfile(name).unlink(missing_ok=True)
+    say(f"killed {name}" if roots else f"{name} was not running")
 
 
 def rss_total_kib(pids: list[int]) -> int:
@@ -1059,6 +1103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("env", help="print shell exports for clients (eval them)")
     sub.add_parser("reset", help="delete everything in the student project")
     sub.add_parser("stop", help="stop every process, keeping the databases")
+    kill = sub.add_parser("kill", help="SIGKILL one service (fault tests); start revives it")
+    kill.add_argument("service", choices=[*SERVICE_NAMES, "rabbitmq", "mariadb"])
     args = parser.parse_args(argv)
     lay = Layout(cache_root())
     try:
@@ -1078,6 +1124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reset(lay)
             elif args.command == "stop":
                 stop(lay)
+            elif args.command == "kill":
+                kill_service(lay, args.service)
     except TestcloudError as err:
         print(f"testcloud: error: {err}", file=sys.stderr)
         return 1
