@@ -186,12 +186,13 @@ def reset(root: Path) -> None:
     for ip in list(net.ips(project_id=project_id)):
         net.delete_ip(ip)
     for router in list(net.routers(project_id=project_id)):
+        # Neutron refuses to remove an interface that an extra route still uses.
+        if router.routes:
+            net.update_router(router, routes=[])
         for port in list(net.ports(device_id=router.id)):
             if port.device_owner == "network:router_interface":
                 # Positional: the keyword is port_id in openstacksdk 4.10, port in 4.22.
                 net.remove_interface_from_router(router, None, port.id)
-        if router.routes:
-            net.update_router(router, routes=[])
         net.delete_router(router)
     for port in list(net.ports(project_id=project_id)):
         if not (port.device_owner or "").startswith("network:"):
@@ -205,6 +206,19 @@ def reset(root: Path) -> None:
             net.delete_security_group(group)
     for keypair in list(compute.keypairs()):
         compute.delete_keypair(keypair)
+    left = {
+        "servers": list(compute.servers()),
+        "floating IPs": list(net.ips(project_id=project_id)),
+        "routers": list(net.routers(project_id=project_id)),
+        "ports": list(net.ports(project_id=project_id)),
+        "networks": list(net.networks(project_id=project_id)),
+        "security groups": [
+            g for g in net.security_groups(project_id=project_id) if g.name != "default"
+        ],
+    }
+    remaining = {kind: len(items) for kind, items in left.items() if items}
+    if remaining:
+        raise SystemExit(f"project {STUDENT_PROJECT} still holds {remaining}")
     log(f"project {STUDENT_PROJECT} emptied")
 
 
