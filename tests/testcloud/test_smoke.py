@@ -69,7 +69,6 @@ def test_member_builds_and_tears_down_a_stack_in_miniature(member: Any, admin: A
     timer = Timer()
     try:
         _build_and_check(member, admin, tag, undo, timer)
-        timer.lap("create and check")
         _tear_down(undo)
         timer.lap("delete")
     finally:

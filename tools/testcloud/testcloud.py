@@ -596,6 +596,7 @@ def db_ready(lay: Layout) -> bool:
 def start_mariadb(lay: Layout, pw: dict[str, str]) -> None:
     datadir = lay.state / "mysql"
     if pid_alive(lay, "mariadb") is None:
+        require_free(DB_PORT, "mariadb")
         if not (datadir / "mysql").exists():
             shutil.rmtree(datadir, ignore_errors=True)
             # Fresh databases mean every bootstrap step must run again.
@@ -674,6 +675,7 @@ def start_rabbitmq(lay: Layout) -> None:
     (lay.state / "rabbitmq").mkdir(parents=True, exist_ok=True)
     (lay.log / "rabbitmq").mkdir(parents=True, exist_ok=True)
     if pid_alive(lay, "rabbitmq") is None:
+        require_free(AMQP_PORT, "rabbitmq")
         spawn(lay, "rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], rabbit_env(lay))
 
 
@@ -846,9 +848,16 @@ def write_client_files(lay: Layout, pw: dict[str, str]) -> None:
         rc.chmod(0o600)
 
 
+def require_free(port: int, name: str) -> None:
+    """A foreign listener would answer our readiness probes and hide a failed start."""
+    if port_open(port):
+        raise TestcloudError(f"port {HOST}:{port} for {name} is taken by another process")
+
+
 def start_web(lay: Layout, svc: WebService) -> None:
     if pid_alive(lay, svc.name) is not None:
         return
+    require_free(svc.port, svc.name)
     config_dir = lay.etc / ("nova" if svc.name == "nova-api" else svc.name)
     spawn(
         lay,
