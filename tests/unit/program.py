@@ -66,11 +66,13 @@ class _Mocks(pulumi.runtime.Mocks):
             state["address"] = FLOATING_IP
         return f"{args.name}_id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.program.invokes.append(args.token)
         if args.token == "openstack:networking/getNetwork:getNetwork":
-            return {"id": EXTERNAL_NETWORK_ID, "name": args.args.get("name")}
-        return {}
+            return {"id": EXTERNAL_NETWORK_ID, "name": args.args.get("name")}, []
+        return {}, []
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -80,7 +82,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.parents: dict[str, str] = {}
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.program.resources.append(
                 Declared(
