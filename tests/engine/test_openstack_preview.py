@@ -1,0 +1,91 @@
+"""`pulumi preview` of every OpenStack stack file, offline, through the real engine and provider.
+
+No cloud is contacted: the stack files carry the external network's id (no look-up), and the
+provider's delayed authentication logs in only on the first API call, which a preview of new
+resources never makes. The provider still validates every property against its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .conftest import DUMMY_OPENSTACK, POLICY_PACK, Pulumi, Toolchain
+from .repo_program import copy_program, openstack_stacks, stack_config
+
+pytestmark = pytest.mark.engine
+
+# Resources a preview must create, by type, for each topology (keypair counted separately).
+EXPECTED = {
+    "single": {
+        "Network": 1,
+        "Subnet": 1,
+        "Router": 1,
+        "RouterInterface": 1,
+        "Port": 6,
+        "SecGroup": 5,
+        "Instance": 5,
+        "FloatingIp": 1,
+        "FloatingIpAssociate": 1,
+    },
+    "client": {
+        "Network": 2,
+        "Subnet": 2,
+        "SubnetRoute": 1,
+        "Router": 2,
+        "RouterInterface": 3,
+        "RouterRoute": 1,
+        "Port": 8,
+        "SecGroup": 5,
+        "Instance": 5,
+        "FloatingIp": 1,
+        "FloatingIpAssociate": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("stack", openstack_stacks())
+def test_preview_of_the_stack_file_creates_the_lab(
+    stack: str, toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path
+) -> None:
+    toolchain.require("openstack")
+    workdir = copy_program(tmp_path / "program", (stack,))
+    pulumi_cli.extra_env.update(DUMMY_OPENSTACK)
+    pulumi_cli("stack", "init", stack, cwd=workdir, check=True)
+
+    started = time.monotonic()
+    result = pulumi_cli("preview", "--json", "--stack", stack, cwd=workdir)
+    seconds = time.monotonic() - started
+    assert result.code == 0, result.describe()
+    steps = json.loads(result.stdout)["steps"]
+    assert {step["op"] for step in steps} == {"create"}
+    created = Counter(
+        step["urn"].split("::")[2].rsplit(":", 1)[1]
+        for step in steps
+        if step["urn"].split("::")[2].startswith("openstack:")
+    )
+    config = stack_config(stack)
+    expected = dict(EXPECTED[str(config["topology"])])
+    if config.get("sshPublicKey"):
+        expected["Keypair"] = 1
+    rules = created.pop("SecGroupRule")
+    assert dict(created) == expected
+    assert rules >= 10
+    print(f"\npreview of {stack}: {seconds:.1f}s, {len(steps)} steps")
+
+
+@pytest.mark.parametrize("stack", openstack_stacks())
+def test_the_stack_file_passes_the_policy_pack(
+    stack: str, toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path
+) -> None:
+    toolchain.require("openstack")
+    workdir = copy_program(tmp_path / "program", (stack,))
+    pulumi_cli.extra_env.update(DUMMY_OPENSTACK)
+    pulumi_cli("stack", "init", stack, cwd=workdir, check=True)
+    result = pulumi_cli("preview", "--stack", stack, "--policy-pack", str(POLICY_PACK), cwd=workdir)
+    assert result.code == 0, result.describe()
+    assert "mandatory" not in result.output
