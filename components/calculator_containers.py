@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 
 import pulumi
 import pulumi_docker as docker
@@ -27,7 +28,7 @@ from lab.topology import HostRoute, Node, Router, Topology
 UNPRIVILEGED = "65534:65534"
 LABEL_PREFIX = "calculator-lab"
 # No address for the host on a lab subnet's bridge: the host has no route into it, and the
-# gateway address Docker gives the containers (the subnet's first address) is held by nobody.
+# gateway address Docker gives the containers (see docker_gateway) is held by nobody.
 NO_HOST_ADDRESS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
 # A routed subnet cannot be "internal" (see LabNetworks); this keeps it from being NATed out.
 NO_MASQUERADE = {"com.docker.network.bridge.enable_ip_masquerade": "false"}
@@ -70,6 +71,23 @@ def routed_subnets(topology: Topology) -> frozenset[str]:
         if not router.external
         for interface in router.interfaces
     )
+
+
+def docker_gateway(topology: Topology, subnet_key: str) -> IPv4Address:
+    """The address Docker reserves as a lab subnet's gateway: the lowest one nobody claims.
+
+    Docker always reserves one (by default the first host address); naming it explicitly keeps
+    it off every node and router address, and keeps the engine's read-back equal to the
+    program's (engines differ in whether they report a gateway they picked themselves).
+    """
+    subnet = topology.subnet(subnet_key)
+    claimed = {node.ip for node in topology.nodes if node.subnet == subnet_key} | {
+        interface.ip
+        for router in topology.routers
+        for interface in router.interfaces
+        if interface.subnet == subnet_key
+    }
+    return next(ip for ip in subnet.cidr.hosts() if ip not in claimed)
 
 
 def _router_at(topology: Topology, subnet_key: str, address: object) -> Router | None:
@@ -237,7 +255,12 @@ class LabNetworks(pulumi.ComponentResource):
                 name=subnet_network_name(args.student, subnet.key),
                 driver="bridge",
                 internal=internal,
-                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet.cidr))],
+                ipam_configs=[
+                    docker.NetworkIpamConfigArgs(
+                        subnet=str(subnet.cidr),
+                        gateway=str(docker_gateway(args.topology, subnet.key)),
+                    )
+                ],
                 options=NO_HOST_ADDRESS if internal else {**NO_HOST_ADDRESS, **NO_MASQUERADE},
                 labels=labels,
                 opts=child,

@@ -134,6 +134,8 @@ def _create_network(docker: Docker, inputs: dict[str, Any]) -> None:
         args.append("--internal")
     for ipam in inputs.get("ipamConfigs", []):
         args += ["--subnet", ipam["subnet"]]
+        if "gateway" in ipam:
+            args += ["--gateway", ipam["gateway"]]
     for key, value in inputs.get("options", {}).items():
         args += ["-o", f"{key}={value}"]
     for label in inputs.get("labels", []):

@@ -18,6 +18,7 @@ import pytest
 from components.calculator_containers import (
     UNPRIVILEGED,
     container_routes,
+    docker_gateway,
     environment_list,
     node_command,
 )
@@ -84,7 +85,7 @@ def test_client_subnets_become_routed_bridges_with_the_lab_cidrs(client: Program
         ("alice-subnet-service", "192.168.2.0/24"),
     ):
         net = nets[name]
-        assert net["ipamConfigs"] == [{"subnet": cidr}]
+        assert net["ipamConfigs"] == [{"subnet": cidr, "gateway": cidr.replace("0/24", "1")}]
         assert net["driver"] == "bridge"
         # The router container forwards through both, and Docker's isolation rules for an
         # internal network would drop those packets; no host address and no NAT close them.
@@ -113,7 +114,7 @@ def test_single_topology_has_one_internal_network_and_the_public_one(single: Pro
     nets = networks(single)
     assert set(nets) == {"bob-subnet-private", "bob-public"}
     private = nets["bob-subnet-private"]
-    assert private["ipamConfigs"] == [{"subnet": "10.0.2.0/24"}]
+    assert private["ipamConfigs"] == [{"subnet": "10.0.2.0/24", "gateway": "10.0.2.1"}]
     # Nothing is routed there, so Docker's "internal" (no way out at all) applies as well.
     assert private["internal"] is True
     assert private["options"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
@@ -363,6 +364,20 @@ def test_routes_follow_the_configured_addresses() -> None:
     assert _routes(config, "client") == [("10.2.0.0/24", "10.1.0.1")]
     assert _routes(config, "service") == [("10.1.0.0/16", "10.2.0.1")]
     assert _routes({"topology": "single"}, "private") == []
+
+
+def test_docker_gateway_avoids_every_topology_address() -> None:
+    config = LabConfig.model_validate(
+        {
+            "topology": "client",
+            "interRouterClientIp": "192.168.1.1",
+            "gatewayRouterIp": "192.168.1.2",
+            "interRouterServiceIp": "192.168.2.254",
+        }
+    )
+    topology = build_topology(config)
+    assert str(docker_gateway(topology, "client")) == "192.168.1.3"
+    assert str(docker_gateway(topology, "service")) == "192.168.2.1"
 
 
 def test_node_command_quotes_and_orders_its_steps() -> None:
