@@ -255,7 +255,12 @@ def deployed(request: pytest.FixtureRequest, docker: Docker) -> Iterator[Deploye
         up_seconds = time.monotonic() - started
         yield Deployed(program, student, port, image_id, build_seconds, up_seconds)
     finally:
+        started = time.monotonic()
         _remove_everything_of(docker, student, image_name)
+        print(f"\n{topology}: removed in {time.monotonic() - started:.1f}s")
+        assert (
+            docker("ps", "-aq", "--filter", f"label=calculator-lab.student={student}").stdout == ""
+        )
 
 
 def _containers(deployed: Deployed) -> dict[str, dict[str, Any]]:
