@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from components import (
+from components.calculator_containers import (
     CalculatorContainers,
     CalculatorContainersArgs,
     CalculatorImage,
@@ -65,6 +65,12 @@ def build_context(app_dir: Path = APP_DIR, cwd: Path | None = None) -> str:
         return os.fspath(app_dir.resolve())
 
 
+def reachable_host(published_on: str) -> str:
+    """Where a browser on this machine reaches a port published on `published_on`: a port
+    published on every address (0.0.0.0) is reached through loopback."""
+    return "127.0.0.1" if published_on == "0.0.0.0" else published_on  # noqa: S104
+
+
 def deploy_docker(config: LabConfig, topology: Topology) -> StackOutputs:
     student = config.student
     labels = {"calculator-lab.student": student}
@@ -99,7 +105,7 @@ def deploy_docker(config: LabConfig, topology: Topology) -> StackOutputs:
     port = config.docker_host_port
     return StackOutputs(
         calculator_url=containers.frontend_address.apply(
-            lambda address: f"http://{address}:{port}"
+            lambda address: f"http://{reachable_host(address)}:{port}"
         ),
         frontend_address=containers.frontend_address,
         floating_ips=containers.floating_ips,

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_openstack as openstack
 
-from components import (
-    CalculatorTier,
-    CalculatorTierArgs,
-    GatewayRouter,
-    GatewayRouterArgs,
-    PrivateNetwork,
-    PrivateNetworkArgs,
-    RouterPortSpec,
-    SubnetRef,
-)
+from components.calculator_tier import CalculatorTier, CalculatorTierArgs, SubnetRef
+from components.gateway_router import GatewayRouter, GatewayRouterArgs, RouterPortSpec
+from components.private_network import PrivateNetwork, PrivateNetworkArgs
 from lab.config import ROLES, LabConfig
 from lab.outputs import StackOutputs
 from lab.topology import Topology

@@ -315,7 +315,9 @@ def test_client_outputs_match_the_openstack_shape(client: Program) -> None:
 
 
 def test_single_outputs(single: Program) -> None:
-    assert single.outputs["calculatorUrl"] == "http://0.0.0.0:50100"
+    # Published on every address (dockerHostAddress=0.0.0.0), reached through loopback.
+    assert single.outputs["calculatorUrl"] == "http://127.0.0.1:50100"
+    assert single.outputs["frontendFloatingIp"] == "0.0.0.0"
     assert single.outputs["privateIps"]["bob-div"] == "10.0.2.14"
 
 
@@ -391,3 +393,10 @@ def test_node_command_quotes_and_orders_its_steps() -> None:
 
 def test_environment_list_is_sorted() -> None:
     assert environment_list({"B": "2", "A": "1"}) == ["A=1", "B=2"]
+
+
+def test_a_port_published_on_every_address_is_reached_through_loopback() -> None:
+    from lab.docker_target import reachable_host
+
+    assert reachable_host("0.0.0.0") == "127.0.0.1"
+    assert reachable_host("192.0.2.7") == "192.0.2.7"
