@@ -90,7 +90,9 @@ def _required_params(cls: ast.ClassDef) -> set[str] | None:
     for node in cls.body:
         if isinstance(node, ast.FunctionDef) and node.name == "__init__":
             args = node.args
-            return {a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None}
+            return {
+                a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None
+            }
     return None
 
 
@@ -128,17 +130,23 @@ def parse_classes(root: Path) -> dict[str, SDKClass]:
 @dataclass
 class Checker:
     classes: dict[str, SDKClass]
-    token: str = ""
+    subject: str = ""  # the token whose problems are being collected
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def problem(self, message: str) -> None:
-        self.problems.append((self.token, message))
+        self.problems.append((self.subject, message))
 
     def lookup(self, module: str, name: str) -> SDKClass | None:
         return self.classes.get(f"{module}:{name}")
 
     def compare(
-        self, where: str, module: str, sdk: SDKClass, ours: dict[str, Any], inputs: bool, top: bool = True
+        self,
+        where: str,
+        module: str,
+        sdk: SDKClass,
+        ours: dict[str, Any],
+        inputs: bool,
+        top: bool = True,
     ) -> None:
         for prop in sdk.props.values():
             mine = ours.get(prop.name)
@@ -150,22 +158,28 @@ class Checker:
             if inputs and top and not mine["input"]:
                 self.problem(f"{where}: SDK input {prop.name!r} is output-only in the provider")
             if inputs and mine["required"] and not prop.required:
-                self.problem(f"{where}: {prop.name!r} is optional in the SDK but required by the provider")
+                self.problem(
+                    f"{where}: {prop.name!r} is optional in the SDK but required by the provider"
+                )
             if prop.is_list != (mine["kind"] == "list"):
                 self.problem(
-                    f"{where}: {prop.name!r} is {'a list' if prop.is_list else 'not a list'} in the SDK "
-                    f"but {mine['kind']} in the provider"
+                    f"{where}: {prop.name!r} is {'a list' if prop.is_list else 'not a list'} "
+                    f"in the SDK but {mine['kind']} in the provider"
                 )
             if prop.type_ref and mine.get("fields") and not prop.is_map:
                 nested = self.lookup(module, prop.type_ref)
                 if nested is None:
                     self.problem(f"{where}: SDK type {prop.type_ref} not found")
                 else:
-                    self.compare(f"{where}.{prop.name}", module, nested, mine["fields"], inputs, top=False)
+                    self.compare(
+                        f"{where}.{prop.name}", module, nested, mine["fields"], inputs, top=False
+                    )
         if inputs:
             for name, mine in ours.items():
                 if mine["required"] and name not in sdk.props:
-                    self.problem(f"{where}: the provider requires {name!r}, which the SDK cannot send")
+                    self.problem(
+                        f"{where}: the provider requires {name!r}, which the SDK cannot send"
+                    )
 
 
 def token_parts(token: str) -> tuple[str, str]:
@@ -178,7 +192,7 @@ def token_parts(token: str) -> tuple[str, str]:
 def check(root: Path, dump: dict[str, Any], required: list[str]) -> int:
     checker = Checker(parse_classes(root))
     for token, entity in sorted(dump["resources"].items()):
-        checker.token = token
+        checker.subject = token
         module, name = token_parts(token)
         for suffix, inputs in (("Args", True), ("", False)):
             sdk = checker.lookup(module, name + suffix)
@@ -188,7 +202,7 @@ def check(root: Path, dump: dict[str, Any], required: list[str]) -> int:
                 kind = "inputs" if inputs else "outputs"
                 checker.compare(f"{token} ({kind})", module, sdk, entity["fields"], inputs)
     for token, entity in sorted(dump["functions"].items()):
-        checker.token = token
+        checker.subject = token
         module, name = token_parts(token)
         result = checker.lookup(module, name[0].upper() + name[1:] + "Result")
         if result is None:
@@ -197,7 +211,7 @@ def check(root: Path, dump: dict[str, Any], required: list[str]) -> int:
         # The bridge adds the Terraform id to every data source's result.
         fields = {"id": {"input": False, "required": False, "kind": "scalar"}} | entity["fields"]
         checker.compare(f"{token} (result)", module, result, fields, False)
-    checker.token = "provider"
+    checker.subject = "provider"
     provider_args = checker.lookup(".", "ProviderArgs")
     if provider_args is None:
         checker.problem("provider: SDK class ProviderArgs not found")
@@ -213,7 +227,8 @@ def check(root: Path, dump: dict[str, Any], required: list[str]) -> int:
         failures += 1
         print(f"FAIL {token}: not mapped by the provider")
     print(
-        f"sdk_names: {len(dump['resources'])} resources and {len(dump['functions'])} functions mapped, "
+        f"sdk_names: {len(dump['resources'])} resources and "
+        f"{len(dump['functions'])} functions mapped, "
         f"{len(dump.get('unmapped') or [])} Terraform entities unmapped; "
         f"{len(checker.problems)} mismatches; {failures} failures"
     )
