@@ -63,11 +63,9 @@ def test_preview_of_the_stack_file_creates_the_lab(
     assert result.code == 0, result.describe()
     steps = json.loads(result.stdout)["steps"]
     assert {step["op"] for step in steps} == {"create"}
-    created = Counter(
-        step["urn"].split("::")[2].rsplit(":", 1)[1]
-        for step in steps
-        if step["urn"].split("::")[2].startswith("openstack:")
-    )
+    # A URN's type part is "parent$...$type"; the resource's own type is the last one.
+    types = [step["urn"].split("::")[2].rsplit("$", 1)[-1] for step in steps]
+    created = Counter(t.rsplit(":", 1)[1] for t in types if t.startswith("openstack:"))
     config = stack_config(stack)
     expected = dict(EXPECTED[str(config["topology"])])
     if config.get("sshPublicKey"):
