@@ -128,7 +128,18 @@ def lab_stack(
     assert project_is_empty(member), "the tests left resources in the student project"
 
 
-def project_is_empty(conn: Any) -> bool:
+def project_is_empty(conn: Any, wait: float = 60.0) -> bool:
+    """Whether the project holds nothing of a stack; Nova finishes deleting servers (and
+    Neutron their ports) a little after the API accepted the deletion, hence the wait."""
+    deadline = time.monotonic() + wait
+    while not (empty := _project_is_empty(conn, report=time.monotonic() >= deadline)):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    return empty
+
+
+def _project_is_empty(conn: Any, report: bool) -> bool:
     project = conn.current_project_id
     net = conn.network
     leftovers = {
@@ -143,7 +154,7 @@ def project_is_empty(conn: Any) -> bool:
         "keypairs": list(conn.compute.keypairs()),
     }
     for kind, items in leftovers.items():
-        if items:
+        if items and report:
             print(f"left over {kind}: {[getattr(i, 'name', i.id) for i in items]}")
     return not any(leftovers.values())
 
