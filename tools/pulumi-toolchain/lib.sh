@@ -1,6 +1,7 @@
 # Shared by ./build and ./env: reads the pinned versions and derives the cache layout from them,
 # so both scripts agree on where a given set of versions lives.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this file
 
 TOOLCHAIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
