@@ -86,32 +86,29 @@ def test_an_oversized_package_is_refused_with_a_clear_message() -> None:
         render_user_data("front", FRONT_ENV, files=huge)
 
 
-@pytest.mark.parametrize("role", ["front", "sum", "div"])
-def test_real_cloud_init_accepts_the_user_data(role: str, tmp_path: Path) -> None:
+def cloud_init_schema(document: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """The real `cloud-init schema` check of `document`, written to `path` first."""
     cloud_init = require_tool("cloud-init", "apt-get install cloud-init")
-    path = tmp_path / "user-data.yaml"
-    path.write_text(render_user_data(role, FRONT_ENV if role == "front" else {"CALC_PORT": "1"}))
-    result = subprocess.run(
+    path.write_text(document)
+    return subprocess.run(
         [cloud_init, "schema", "--config-file", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.parametrize("role", ["front", "sum", "div"])
+def test_real_cloud_init_accepts_the_user_data(role: str, tmp_path: Path) -> None:
+    user_data = render_user_data(role, FRONT_ENV if role == "front" else {"CALC_PORT": "1"})
+    result = cloud_init_schema(user_data, tmp_path / "user-data.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid cloud-config" in result.stdout
 
 
 def test_real_cloud_init_rejects_a_broken_document(tmp_path: Path) -> None:
     # Proves the schema check above can fail.
-    cloud_init = require_tool("cloud-init", "apt-get install cloud-init")
-    path = tmp_path / "broken.yaml"
-    path.write_text("#cloud-config\nwrite_files:\n  - path: 3\n    bogus: true\n")
-    result = subprocess.run(
-        [cloud_init, "schema", "--config-file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    broken = "#cloud-config\nwrite_files:\n  - path: 3\n    bogus: true\n"
+    result = cloud_init_schema(broken, tmp_path / "broken.yaml")
     assert result.returncode != 0
