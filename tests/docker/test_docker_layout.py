@@ -13,11 +13,7 @@ The lab subnets are not the defaults (192.168.1/2) so this test can run next to 
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
-import socket
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -29,13 +25,13 @@ from typing import Any
 import pytest
 
 from lab.cloud_init import app_files
+from tests import docker_client
+from tests.docker_client import BASE_IMAGE, STUDENT_LABEL, Docker
 from tests.unit.program import Program, run
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE_SCRIPT = REPO / "tools" / "docker-engine" / "docker-engine"
-BASE_IMAGE = os.environ.get("CALCLAB_DOCKER_BASE_IMAGE", "calculator-lab/base:bookworm")
 CIDRS = {
     "client": {"clientCidr": "10.231.1.0/24", "serviceCidr": "10.231.2.0/24"},
     "single": {"networkCidr": "10.231.3.0/24"},
@@ -44,78 +40,11 @@ HEALTHY_WITHIN = 90.0
 PROBE_TIMEOUT = 2.0
 
 
-def _skip_or_fail(message: str) -> None:
-    # scripts/test-all starts the engine first, so in CI a missing daemon is a broken step.
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _docker_host() -> str:
-    if host := os.environ.get("DOCKER_HOST"):
-        return host
-    if not ENGINE_SCRIPT.exists():
-        _skip_or_fail("no DOCKER_HOST and no tools/docker-engine")
-    out = subprocess.run(
-        [str(ENGINE_SCRIPT), "env"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and words[1].startswith("DOCKER_HOST="):
-            return words[1].removeprefix("DOCKER_HOST=")
-    raise AssertionError(f"`docker-engine env` printed no DOCKER_HOST:\n{out}")
-
-
-@dataclass(frozen=True)
-class Docker:
-    cli: str
-    host: str
-
-    def __call__(
-        self,
-        *args: str,
-        check: bool = True,
-        timeout: float = 120,
-        env: dict[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.cli, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "DOCKER_HOST": self.host, **(env or {})},
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"docker {shlex.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
-            )
-        return proc
-
-    def inspect(self, *names: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = json.loads(self("inspect", *names).stdout)
-        return result
-
-
 @pytest.fixture(scope="module")
 def docker() -> Docker:
-    # Debian's client matches Debian's daemon; a newer one may insist on the buildx plugin.
-    cli = next(
-        (c for c in ("/usr/bin/docker", "/usr/local/bin/docker") if os.access(c, os.X_OK)),
-        "docker",
-    )
-    engine = Docker(cli, _docker_host())
-    if engine("info", check=False, timeout=30).returncode != 0:
-        _skip_or_fail(f"no Docker daemon answers on {engine.host} (tools/docker-engine start)")
-    if engine("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
-        _skip_or_fail(f"base image {BASE_IMAGE} missing (tools/docker-engine base-image)")
+    engine = docker_client.connect()
+    docker_client.require_base_image(engine)
     return engine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -176,13 +105,11 @@ def _create_container(docker: Docker, inputs: dict[str, Any], image_id: str) -> 
 
 
 def _remove_everything_of(docker: Docker, student: str, image: str | None) -> None:
-    label = f"label=calculator-lab.student={student}"
-    containers = docker("ps", "-aq", "--filter", label, check=False).stdout.split()
-    if containers:
-        docker("rm", "-f", *containers, check=False)
-    networks = docker("network", "ls", "-q", "--filter", label, check=False).stdout.split()
-    if networks:
-        docker("network", "rm", *networks, check=False)
+    objects = docker.labelled(f"{STUDENT_LABEL}={student}", check=False)
+    if objects["containers"]:
+        docker("rm", "-f", *objects["containers"], check=False)
+    if objects["networks"]:
+        docker("network", "rm", *objects["networks"], check=False)
     if image:
         docker("image", "rm", "-f", image, check=False)
 
@@ -206,7 +133,7 @@ def _wait_healthy(docker: Docker, names: list[str]) -> None:
 def deployed(request: pytest.FixtureRequest, docker: Docker) -> Iterator[Deployed]:
     topology: str = request.param
     student = f"calclab-dl-{uuid.uuid4().hex[:6]}"
-    port = _free_port()
+    port = docker_client.free_port()
     config = {
         "target": "docker",
         "topology": topology,
@@ -258,9 +185,7 @@ def deployed(request: pytest.FixtureRequest, docker: Docker) -> Iterator[Deploye
         started = time.monotonic()
         _remove_everything_of(docker, student, image_name)
         print(f"\n{topology}: removed in {time.monotonic() - started:.1f}s")
-        assert (
-            docker("ps", "-aq", "--filter", f"label=calculator-lab.student={student}").stdout == ""
-        )
+        assert docker.labelled(f"{STUDENT_LABEL}={student}")["containers"] == []
 
 
 def _containers(deployed: Deployed) -> dict[str, dict[str, Any]]:
@@ -269,12 +194,6 @@ def _containers(deployed: Deployed) -> dict[str, dict[str, Any]]:
 
 def _role(deployed: Deployed, name: str) -> str:
     return name.removeprefix(f"{deployed.student}-")
-
-
-def _bridge(docker: Docker, network: str) -> str:
-    (info,) = json.loads(docker("network", "inspect", network).stdout)
-    network_id: str = info["Id"]
-    return f"br-{network_id[:12]}"
 
 
 def _post(url: str, body: str) -> tuple[int, str]:
@@ -311,33 +230,20 @@ def test_only_the_front_end_publishes_and_no_lab_bridge_has_a_host_address(
     ]
     assert lab_networks
     for network in lab_networks:
-        bridge = _bridge(docker, network)
-        addresses = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "dev", bridge],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert addresses.strip() == "", f"the host has an address on {network}: {addresses}"
+        addresses = docker_client.host_ipv4_addresses(docker.bridge(network))
+        assert addresses == [], f"the host has an address on {network}: {addresses}"
 
 
 def test_host_has_no_route_to_any_service(docker: Docker, deployed: Deployed) -> None:
     # Structural: the route the host would use never enters one of this stack's bridges. No
     # packet is sent to the service addresses (without our bridge they may lead off-machine).
-    ours = {_bridge(docker, n.inputs["name"]) for n in deployed.program.of_type(":Network")}
+    ours = {docker.bridge(n.inputs["name"]) for n in deployed.program.of_type(":Network")}
     for name, inputs in _containers(deployed).items():
         if inputs.get("ports"):
             continue
         for network in inputs["networksAdvanced"]:
-            route = subprocess.run(
-                ["ip", "-o", "route", "get", network["ipv4Address"]],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-            words = route.split()
-            device = words[words.index("dev") + 1] if "dev" in words else None
-            assert device not in ours, f"host reaches {name} through {device}: {route}"
+            device = docker_client.host_route_device(network["ipv4Address"])
+            assert device not in ours, f"host reaches {name} through {device}"
 
 
 def test_services_have_no_way_out_but_through_the_lab(docker: Docker, deployed: Deployed) -> None:

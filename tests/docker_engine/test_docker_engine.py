@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shlex
 import socket
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -24,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import docker_client
+from tests.docker_client import BASE_IMAGE, Docker
+
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
-ENGINE_SCRIPT = REPO / "tools" / "docker-engine" / "docker-engine"
-BASE_IMAGE = os.environ.get("CALCLAB_DOCKER_BASE_IMAGE", "calculator-lab/base:bookworm")
 FRONT_SUBNET = "192.168.1.0/24"
 SERVICE_SUBNET = "192.168.2.0/24"
 ROUTER_FRONT_IP = "192.168.1.253"
@@ -42,61 +40,13 @@ PROBE_TIMEOUT = 2.0
 NO_HOST_ADDRESS = "com.docker.network.bridge.inhibit_ipv4=true"
 
 
-def _skip_or_fail(message: str) -> None:
-    # CI starts the engine before pytest (scripts/test-all), so there a missing daemon is a
-    # broken install step, not a reason to skip.
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+@dataclass(kw_only=True)
+class SmokeDocker(Docker):
+    """The runner, remembering what it created so it can remove it."""
 
-
-def _docker_host() -> str:
-    if host := os.environ.get("DOCKER_HOST"):
-        return host
-    out = subprocess.run(
-        [str(ENGINE_SCRIPT), "env"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and words[1].startswith("DOCKER_HOST="):
-            return words[1].removeprefix("DOCKER_HOST=")
-    raise AssertionError(f"`docker-engine env` printed no DOCKER_HOST:\n{out}")
-
-
-def _docker_cli() -> str:
-    # Debian's client matches Debian's daemon; a newer client elsewhere on PATH may not.
-    for candidate in ("/usr/bin/docker", "/usr/local/bin/docker"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return "docker"
-
-
-@dataclass
-class Docker:
-    """The docker CLI bound to one daemon, remembering what it created so it can remove it."""
-
-    cli: str
-    host: str
     run_id: str
     containers: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
-
-    def __call__(
-        self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.cli, *args],
-            capture_output=True,
-            text=True,
-            input=stdin,
-            timeout=timeout,
-            env={**os.environ, "DOCKER_HOST": self.host},
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"docker {shlex.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
-            )
-        return proc
 
     def name(self, role: str) -> str:
         return f"calclab-smoke-{self.run_id}-{role}"
@@ -130,11 +80,6 @@ class Docker:
             raise AssertionError(f"cannot create network {name}: {proc.stderr.strip()}{hint}")
         self.networks.append(name)
         return name
-
-    def bridge(self, network: str) -> str:
-        """The host interface behind a user-defined bridge network."""
-        network_id = self("network", "inspect", "--format", "{{.Id}}", network).stdout.strip()
-        return f"br-{network_id[:12]}"
 
     def container(
         self,
@@ -195,10 +140,8 @@ class Docker:
         self.networks.clear()
 
     def leftovers(self) -> list[str]:
-        label = f"label={SMOKE_LABEL}={self.run_id}"
-        containers = self("ps", "--all", "--quiet", "--filter", label).stdout.split()
-        networks = self("network", "ls", "--quiet", "--filter", label).stdout.split()
-        return containers + networks
+        objects = self.labelled(f"{SMOKE_LABEL}={self.run_id}")
+        return objects["containers"] + objects["networks"]
 
 
 def serve(name: str, *, before: str = "") -> str:
@@ -211,56 +154,26 @@ def serve(name: str, *, before: str = "") -> str:
 
 
 @pytest.fixture(scope="session")
-def docker_session() -> tuple[str, str]:
-    cli = _docker_cli()
-    host = _docker_host()
-    proc = subprocess.run(
-        [cli, "version", "--format", "{{.Server.Version}}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "DOCKER_HOST": host},
-        check=False,
-    )
-    if proc.returncode != 0:
-        script = ENGINE_SCRIPT.relative_to(REPO)
-        reason = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
-        _skip_or_fail(
-            f"no Docker daemon answers on {host} ({reason}); start one with"
-            f" `{script} install && {script} start && {script} base-image`"
-        )
-    image = subprocess.run(
-        [cli, "image", "inspect", BASE_IMAGE],
-        capture_output=True,
-        timeout=30,
-        env={**os.environ, "DOCKER_HOST": host},
-        check=False,
-    )
-    if image.returncode != 0:
-        _skip_or_fail(
-            f"base image {BASE_IMAGE} is missing; build it with"
-            f" `{ENGINE_SCRIPT.relative_to(REPO)} base-image`"
-        )
-    return cli, host
+def docker_session() -> Docker:
+    session = docker_client.connect()
+    docker_client.require_base_image(session)
+    return session
 
 
 @pytest.fixture
-def docker(docker_session: tuple[str, str]) -> Iterator[Docker]:
-    cli, host = docker_session
-    client = Docker(cli=cli, host=host, run_id=uuid.uuid4().hex[:8])
+def docker(docker_session: Docker) -> Iterator[SmokeDocker]:
+    client = SmokeDocker(
+        cli=docker_session.cli,
+        host=docker_session.host,
+        timeout=60,
+        run_id=uuid.uuid4().hex[:8],
+    )
     try:
         yield client
     finally:
         client.remove_all()
     left = client.leftovers()
     assert not left, f"objects left on the daemon after the test: {left}"
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def connect_via(interface: str, ip: str, port: int) -> bool:
@@ -280,17 +193,7 @@ def connect_via(interface: str, ip: str, port: int) -> bool:
         return True
 
 
-def host_route_device(ip: str) -> str | None:
-    out = subprocess.run(
-        ["ip", "-json", "route", "get", ip], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        return None  # "Network is unreachable": no route at all
-    routes = json.loads(out.stdout)
-    return str(routes[0].get("dev")) if routes else None
-
-
-def test_base_image_runs_python_and_has_iproute2(docker: Docker) -> None:
+def test_base_image_runs_python_and_has_iproute2(docker: SmokeDocker) -> None:
     code = "import json, sys; print(json.dumps({'version': sys.version_info[:2], 'sum': 5 + 6}))"
     out = docker("run", "--rm", BASE_IMAGE, "python3", "-c", code).stdout
     result = json.loads(out)
@@ -304,11 +207,11 @@ def test_base_image_runs_python_and_has_iproute2(docker: Docker) -> None:
 
 
 def test_network_without_host_address_is_closed_to_host_but_published_port_is_open(
-    docker: Docker,
+    docker: SmokeDocker,
 ) -> None:
     front_net = docker.network("front", FRONT_SUBNET, internal=False, host_address=True)
     service_net = docker.network("services", SERVICE_SUBNET, internal=True, host_address=False)
-    port = free_loopback_port()
+    port = docker_client.free_port()
     front = docker.container(
         "front",
         front_net,
@@ -331,19 +234,13 @@ def test_network_without_host_address_is_closed_to_host_but_published_port_is_op
     assert connect_via(front_bridge, "192.168.1.10", SERVER_PORT)
 
     service_bridge = docker.bridge(service_net)
-    host_addresses = subprocess.run(
-        ["ip", "-json", "-4", "addr", "show", "dev", service_bridge],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert not [a for entry in json.loads(host_addresses) for a in entry.get("addr_info", [])]
-    device = host_route_device("192.168.2.10")
+    assert docker_client.host_ipv4_addresses(service_bridge) == []
+    device = docker_client.host_route_device("192.168.2.10")
     assert device != service_bridge, "the host routes into the service subnet"
     assert not connect_via(service_bridge, "192.168.2.10", SERVER_PORT)
 
 
-def test_ip_route_add_needs_net_admin(docker: Docker) -> None:
+def test_ip_route_add_needs_net_admin(docker: SmokeDocker) -> None:
     front_net = docker.network("front", FRONT_SUBNET, internal=False, host_address=True)
     add_route = f"ip route add {SERVICE_SUBNET} via {ROUTER_FRONT_IP}"
     plain = docker(
@@ -398,7 +295,7 @@ ROUTER_CASES = [
 
 
 @pytest.mark.parametrize("case", ROUTER_CASES, ids=[c.id for c in ROUTER_CASES])
-def test_router_container_forwards_between_subnets(docker: Docker, case: RouterCase) -> None:
+def test_router_container_forwards_between_subnets(docker: SmokeDocker, case: RouterCase) -> None:
     service_gateway = ROUTER_SERVICE_IP if case.router_owns_gateway else None
     front_net = docker.network("front", FRONT_SUBNET, internal=case.internal, host_address=False)
     service_net = docker.network(

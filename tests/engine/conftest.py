@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,12 +20,15 @@ from pathlib import Path
 
 import pytest
 
+# Re-exported under the names engine tests import them by.
+from tests.docker_client import docker_daemon_answers as docker_daemon_answers
+from tests.docker_client import docker_host as docker_host
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLCHAIN = REPO / "tools" / "pulumi-toolchain"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 VENV = REPO / ".venv"
 POLICY_PACK = REPO / "policy"
-DOCKER_ENGINE = REPO / "tools" / "docker-engine" / "docker-engine"
 PASSPHRASE = "calculator-lab-engine-tests"
 
 # A preview of a small stack takes seconds once plugins are warm; five minutes leaves room for a
@@ -227,33 +228,3 @@ def make_stack(pulumi_cli: Pulumi, tmp_path: Path) -> MakeStack:
         return made
 
     return make
-
-
-def docker_host() -> str:
-    """DOCKER_HOST, else the one tools/docker-engine prints, else Docker's default socket."""
-    if host := os.environ.get("DOCKER_HOST"):
-        return host
-    if DOCKER_ENGINE.exists():
-        out = subprocess.run(
-            [str(DOCKER_ENGINE), "env"], capture_output=True, text=True, timeout=30
-        ).stdout
-        for line in out.splitlines():
-            words = shlex.split(line)
-            if len(words) == 2 and words[0] == "export" and words[1].startswith("DOCKER_HOST="):
-                return words[1].removeprefix("DOCKER_HOST=")
-    return "unix:///var/run/docker.sock"
-
-
-def docker_daemon_answers(host: str) -> bool:
-    """Whether a Docker daemon answers GET /_ping at a unix:// DOCKER_HOST."""
-    if not host.startswith("unix://"):
-        return False
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(3)
-            sock.connect(host.removeprefix("unix://"))
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            status_line = sock.recv(256).split(b"\r\n", 1)[0]
-    except OSError:
-        return False
-    return status_line.startswith(b"HTTP/1.") and b" 200" in status_line

@@ -13,10 +13,6 @@ Traffic goes only to 127.0.0.1 and, from inside containers, to this stack's cont
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -26,88 +22,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .conftest import (
-    REPO,
-    VENV,
-    Pulumi,
-    Stack,
-    Toolchain,
-    docker_daemon_answers,
-    docker_host,
-)
+from tests import docker_client
+from tests.docker_client import BASE_IMAGE, STUDENT_LABEL, Docker
+
+from .conftest import Pulumi, Stack, Toolchain
+from .repo_program import copy_program
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker]
 
-BASE_IMAGE = os.environ.get("CALCLAB_DOCKER_BASE_IMAGE", "calculator-lab/base:bookworm")
-# What the program needs at run time, copied so no stack file or state lands in the checkout.
-PROGRAM_PATHS = ("__main__.py", "lab", "components", "apps/calculator")
 # Building the image and waiting for five healthy containers on a loaded 2-core machine.
 UP_TIMEOUT = 600.0
 
 
-def _docker_cli() -> str:
-    # Debian's client matches Debian's daemon.
-    for candidate in ("/usr/bin/docker", "/usr/local/bin/docker"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return "docker"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Docker:
-    host: str
-    cli: str
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run(
-            [self.cli, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "DOCKER_HOST": self.host},
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}{proc.stdout}")
-        return proc.stdout
-
-    def inspect(self, *names: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = json.loads(self("inspect", *names))
-        return result
-
-    def leftovers(self, student: str) -> dict[str, list[str]]:
-        label = f"label=calculator-lab.student={student}"
-        return {
-            "containers": self("ps", "-aq", "--filter", label).split(),
-            "networks": self("network", "ls", "-q", "--filter", label).split(),
-            "images": self(
-                "images", "-q", "--filter", f"reference=calculator-lab/calculator-{student}"
-            ).split(),
-        }
-
-
-def _copy_program(source_stack: str, workdir: Path) -> None:
-    for relative in PROGRAM_PATHS:
-        source = REPO / relative
-        target = workdir / relative
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
-    # The copy runs elsewhere, so the project's relative virtualenv must become absolute.
-    project["runtime"]["options"]["virtualenv"] = str(VENV)
-    (workdir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    shutil.copy2(REPO / f"Pulumi.{source_stack}.yaml", workdir / f"Pulumi.{source_stack}.yaml")
+def _leftovers(docker: Docker, student: str) -> dict[str, list[str]]:
+    """What the engine still holds of the stack deployed for `student`."""
+    return {
+        **docker.labelled(f"{STUDENT_LABEL}={student}"),
+        "images": docker(
+            "images", "-q", "--filter", f"reference=calculator-lab/calculator-{student}"
+        ).stdout.split(),
+    }
 
 
 @dataclass
@@ -123,22 +58,17 @@ def deployment(
     request: pytest.FixtureRequest, toolchain: Toolchain, tmp_path: Path
 ) -> Iterator[tuple[Deployment, Docker]]:
     toolchain.require("docker")
-    host = docker_host()
-    if not docker_daemon_answers(host):
-        message = f"no Docker daemon answers on {host} (tools/docker-engine start)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    docker = Docker(host, _docker_cli())
-    if not docker("image", "ls", "-q", BASE_IMAGE).strip():
+    docker = docker_client.connect()
+    # Stricter than require_base_image, which skips outside CI: here a daemon that answers
+    # without the base image has always counted as a broken setup.
+    if not docker.has_image(BASE_IMAGE):
         pytest.fail(f"base image {BASE_IMAGE} missing (tools/docker-engine base-image)")
 
     stack_name: str = request.param
-    workdir = tmp_path / "program"
-    _copy_program(stack_name, workdir)
+    workdir = copy_program(tmp_path / "program", (stack_name,))
     backend = tmp_path / "backend"
     backend.mkdir()
-    pulumi = Pulumi(toolchain, backend, extra_env={"DOCKER_HOST": host})
+    pulumi = Pulumi(toolchain, backend, extra_env={"DOCKER_HOST": docker.host})
     pulumi("stack", "init", stack_name, "--secrets-provider", "passphrase", cwd=workdir, check=True)
     stack = Stack(pulumi, stack_name, workdir)
     # A student id of its own and a free port, so a developer's own `dev` stack is untouched.
@@ -146,7 +76,7 @@ def deployment(
     for key, value in (
         ("student", student),
         ("dockerBaseImage", BASE_IMAGE),
-        ("dockerHostPort", str(_free_port())),
+        ("dockerHostPort", str(docker_client.free_port())),
     ):
         stack.run("config", "set", f"calculator-lab:{key}", value, check=True)
 
@@ -160,13 +90,7 @@ def deployment(
         destroy = stack.run("destroy", "--yes", "--skip-preview", timeout=UP_TIMEOUT)
         print(f"\n{stack_name}: up {up.seconds:.1f}s, destroy {destroy.seconds:.1f}s")
         assert destroy.code == 0, destroy.describe()
-        assert docker.leftovers(student) == {"containers": [], "networks": [], "images": []}
-
-
-def _bridge(docker: Docker, network: str) -> str:
-    (info,) = json.loads(docker("network", "inspect", network))
-    network_id: str = info["Id"]
-    return f"br-{network_id[:12]}"
+        assert _leftovers(docker, student) == {"containers": [], "networks": [], "images": []}
 
 
 def _post(url: str, body: str) -> tuple[int, str]:
@@ -205,26 +129,20 @@ def test_docker_stack_lifecycle(deployment: tuple[Deployment, Docker]) -> None:
     # The services are closed to the host: nothing published, no host address on the lab
     # bridges, and the host's route to each service never enters one of this stack's bridges.
     # (Structural only: no packet is sent to a service address from the host.)
-    networks = json.loads(docker("network", "inspect", *docker.leftovers(student)["networks"]))
+    network_ids = docker.labelled(f"{STUDENT_LABEL}={student}")["networks"]
+    networks = json.loads(docker("network", "inspect", *network_ids).stdout)
     bridges = {f"br-{net['Id'][:12]}": net for net in networks}
     for bridge, net in bridges.items():
         if net["Name"] == f"{student}-public":
             continue
-        host_addresses = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "dev", bridge],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert host_addresses.strip() == "", f"host has an address on {net['Name']}"
+        assert docker_client.host_ipv4_addresses(bridge) == [], (
+            f"host has an address on {net['Name']}"
+        )
     for name, ip in private_ips.items():
         if name == f"{student}-front":
             continue
         assert not infos[name]["HostConfig"]["PortBindings"], f"{name} publishes a port"
-        route = subprocess.run(
-            ["ip", "-o", "route", "get", ip], capture_output=True, text=True, check=False
-        ).stdout.split()
-        device = route[route.index("dev") + 1] if "dev" in route else None
+        device = docker_client.host_route_device(ip)
         assert device not in bridges, f"the host reaches {name} through {device}"
     front_ports = infos[f"{student}-front"]["HostConfig"]["PortBindings"]
     assert list(front_ports) == ["50000/tcp"]

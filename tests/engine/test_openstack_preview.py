@@ -48,14 +48,23 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("stack", openstack_stacks())
-def test_preview_of_the_stack_file_creates_the_lab(
+def _init_offline_stack(
     stack: str, toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path
-) -> None:
+) -> Path:
+    """A copy of the program with the repository's `stack` initialised on the test's backend,
+    and the dummy OpenStack credentials a preview needs."""
     toolchain.require("openstack")
     workdir = copy_program(tmp_path / "program", (stack,))
     pulumi_cli.extra_env.update(DUMMY_OPENSTACK)
     pulumi_cli("stack", "init", stack, cwd=workdir, check=True)
+    return workdir
+
+
+@pytest.mark.parametrize("stack", openstack_stacks())
+def test_preview_of_the_stack_file_creates_the_lab(
+    stack: str, toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path
+) -> None:
+    workdir = _init_offline_stack(stack, toolchain, pulumi_cli, tmp_path)
 
     started = time.monotonic()
     result = pulumi_cli("preview", "--json", "--stack", stack, cwd=workdir)
@@ -80,10 +89,7 @@ def test_preview_of_the_stack_file_creates_the_lab(
 def test_the_stack_file_passes_the_policy_pack(
     stack: str, toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path
 ) -> None:
-    toolchain.require("openstack")
-    workdir = copy_program(tmp_path / "program", (stack,))
-    pulumi_cli.extra_env.update(DUMMY_OPENSTACK)
-    pulumi_cli("stack", "init", stack, cwd=workdir, check=True)
+    workdir = _init_offline_stack(stack, toolchain, pulumi_cli, tmp_path)
     result = pulumi_cli("preview", "--stack", stack, "--policy-pack", str(POLICY_PACK), cwd=workdir)
     assert result.code == 0, result.describe()
     assert "mandatory" not in result.output
