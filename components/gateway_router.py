@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_openstack as openstack
 
+from components.naming import cidr_slug
+
 
 @dataclass(frozen=True)
 class RouterPortSpec:
@@ -78,7 +80,7 @@ class GatewayRouter(pulumi.ComponentResource):
             )
         for destination, next_hop in args.routes:
             openstack.networking.RouterRoute(
-                f"{name}-route-{destination.replace('.', '-').replace('/', '-')}",
+                f"{name}-route-{cidr_slug(destination)}",
                 router_id=router.id,
                 destination_cidr=destination,
                 next_hop=next_hop,

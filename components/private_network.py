@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_openstack as openstack
 
+from components.naming import cidr_slug
+
 
 @dataclass(frozen=True)
 class PrivateNetworkArgs:
@@ -61,7 +63,7 @@ class PrivateNetwork(pulumi.ComponentResource):
         )
         for destination, next_hop in args.host_routes:
             openstack.networking.SubnetRoute(
-                f"{name}-route-{_slug(destination)}",
+                f"{name}-route-{cidr_slug(destination)}",
                 subnet_id=subnet.id,
                 destination_cidr=destination,
                 next_hop=next_hop,
@@ -71,7 +73,3 @@ class PrivateNetwork(pulumi.ComponentResource):
         self.network_id = network.id
         self.subnet_id = subnet.id
         self.register_outputs({"network_id": self.network_id, "subnet_id": self.subnet_id})
-
-
-def _slug(cidr: str) -> str:
-    return cidr.replace(".", "-").replace("/", "-")

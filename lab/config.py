@@ -32,6 +32,8 @@ Role = Literal["front", "sum", "sub", "mul", "div"]
 
 ROLES: tuple[Role, ...] = ("front", "sum", "sub", "mul", "div")
 SERVICE_ROLES: tuple[Role, ...] = ROLES[1:]
+# Host part of the front end's address; the services follow it in ROLES order (.10 to .14).
+FIRST_NODE_HOST = 10
 
 
 class ConfigError(ValueError):
@@ -220,7 +222,8 @@ def _usable_address_problem(address: IPv4Address, network: IPv4Network) -> str |
         return f"{address} is outside its subnet {network}"
     if address in (network.network_address, network.broadcast_address):
         return f"{address} is the network or broadcast address of {network}"
-    first, last = network.network_address + 10, network.network_address + 14
+    first = network.network_address + FIRST_NODE_HOST
+    last = first + len(ROLES) - 1
     if first <= address <= last:
         return f"{address} is reserved for the calculator's VMs ({first} to {last})"
     return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from lab.config import SERVICE_ROLES, LabConfig, Role
+from lab.config import FIRST_NODE_HOST, SERVICE_ROLES, LabConfig, Role
 
 SERVICE_PORTS: dict[Role, int] = {
     "front": 50000,
@@ -24,7 +24,6 @@ SERVICE_PORTS: dict[Role, int] = {
     "mul": 50003,
     "div": 50004,
 }
-FIRST_NODE_HOST = 10  # host part of the front end; services follow it
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,11 @@ def _host(network: IPv4Network, index: int) -> IPv4Address:
 
 def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
     front = Node(
-        "front", front_subnet.key, _host(front_subnet.cidr, FIRST_NODE_HOST), 50000, exposed=True
+        "front",
+        front_subnet.key,
+        _host(front_subnet.cidr, FIRST_NODE_HOST),
+        SERVICE_PORTS["front"],
+        exposed=True,
     )
     services = tuple(
         Node(

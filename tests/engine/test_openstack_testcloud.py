@@ -163,6 +163,18 @@ def by_name(items: Any, prefix: str) -> dict[str, Any]:
     return {item.name: item for item in items if (item.name or "").startswith(prefix)}
 
 
+def servers_once_built(admin: Any, prefix: str, within: float) -> dict[str, Any]:
+    """The servers named `prefix...` by name, once none is in BUILD or `within` s have passed."""
+    deadline = time.monotonic() + within
+    while True:
+        servers = by_name(admin.compute.servers(all_projects=True), prefix)
+        if not any(s.status == "BUILD" for s in servers.values()):
+            return servers
+        if time.monotonic() >= deadline:
+            return servers
+        time.sleep(2)
+
+
 def fixed_ips_of_router(conn: Any, router: Any) -> set[str]:
     return {
         fixed["ip_address"]
@@ -238,13 +250,9 @@ def check_cloud_holds_the_lab(
     assert outputs["frontendFloatingIp"] == floating_ips[0].floating_ip_address
     assert outputs["calculatorUrl"] == f"http://{floating_ips[0].floating_ip_address}:50000"
 
-    servers = by_name(admin.compute.servers(all_projects=True), f"{student}-")
-    assert set(servers) == {f"{student}-{r}" for r in ("front", "sum", "sub", "mul", "div")}
     # After a fault Nova may still be finishing a build that `up` already handed over.
-    deadline = time.monotonic() + 120
-    while any(s.status == "BUILD" for s in servers.values()) and time.monotonic() < deadline:
-        time.sleep(2)
-        servers = by_name(admin.compute.servers(all_projects=True), f"{student}-")
+    servers = servers_once_built(admin, f"{student}-", within=120)
+    assert set(servers) == {f"{student}-{r}" for r in ("front", "sum", "sub", "mul", "div")}
     expected_user_data = stack.rendered_user_data()
     for name, server in servers.items():
         assert server.status == "ACTIVE", (name, server.status)
@@ -351,14 +359,12 @@ def test_nova_api_dies_during_up_and_the_next_up_converges(
     # right away finishes the cut-off servers through the provider's update path, which does
     # not wait for a server still in BUILD, so the state can record powerState "build" and an
     # incomplete network list, and a later `up` then wants to replace that server.
-    deadline = time.monotonic() + 180
-    while any(
-        s.status == "BUILD"
-        for s in admin.compute.servers(all_projects=True)
-        if s.name.startswith("fault-")
-    ):
-        assert time.monotonic() < deadline, "Nova left servers in BUILD for 180 s"
-        time.sleep(2)
+    building = [
+        s.name
+        for s in servers_once_built(admin, "fault-", within=180).values()
+        if s.status == "BUILD"
+    ]
+    assert not building, f"Nova left {building} in BUILD for 180 s"
     stack.timed("up --refresh after fault", "up", "--yes", "--skip-preview", "--refresh")
     check_cloud_holds_the_lab(stack, member, admin, "client")
     # Nothing duplicated or orphaned, and converged.

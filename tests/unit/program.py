@@ -7,6 +7,7 @@ Mocks fill in only what a real provider would compute: ids, a floating IP's addr
 
 from __future__ import annotations
 
+import json
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,7 +80,6 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: _Mocks, program: Program) -> None:
         super().__init__(mocks)
         self.program = program
-        self.parents: dict[str, str] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -130,6 +130,4 @@ def run(
 
 def _as_config(value: Any) -> str:
     # The engine passes every config value as a string; structured ones as JSON.
-    import json
-
     return value if isinstance(value, str) else json.dumps(value)
