@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,23 +51,18 @@ def test_stack_file_runs_whole_under_mocks(path: Path) -> None:
         assert program.invokes == []
 
 
-def test_new_student_stack_script_writes_a_valid_file(tmp_path: Path) -> None:
-    # Runs the real script in a copy of the repository's top level, to leave the checkout alone.
-    for name in ("Pulumi.yaml", "Pulumi.alice.yaml"):
-        (tmp_path / name).write_text((REPO / name).read_text())
-    (tmp_path / "scripts").mkdir()
-    script = tmp_path / "scripts" / "new-student-stack"
-    script.write_text((REPO / "scripts" / "new-student-stack").read_text())
-    script.chmod(0o755)
-    (tmp_path / "lab").symlink_to(REPO / "lab")
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+def test_lab_new_writes_a_valid_file(tmp_path: Path) -> None:
+    # Runs the real command on a copy of the example stack, writing into a scratch directory.
+    template = tmp_path / "Pulumi.alice.yaml"
+    template.write_text((REPO / "Pulumi.alice.yaml").read_text())
     result = subprocess.run(
-        [str(script), "carol", "client"],
+        [str(REPO / "scripts" / "lab"), "new", "carol", "client", "--from", str(template)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=os.environ | {"CALCLAB_STACK_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     config = stack_config(tmp_path / "Pulumi.carol.yaml")
@@ -75,12 +71,15 @@ def test_new_student_stack_script_writes_a_valid_file(tmp_path: Path) -> None:
     assert config["externalNetwork"] == "public"
     assert "sshPublicKey" not in config  # keys are the student's own
     refused = subprocess.run(
-        [str(script), "Carol!"],
+        [str(REPO / "scripts" / "lab"), "new", "Carol!"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=os.environ | {"CALCLAB_STACK_DIR": str(tmp_path)},
     )
     assert refused.returncode == 2
-    assert "must be lowercase" in refused.stderr
+    assert "must start with a lowercase letter" in refused.stderr
+    assert "calculator-lab:student" in refused.stderr
+    assert not (tmp_path / "Pulumi.Carol!.yaml").exists()

@@ -1,0 +1,64 @@
+"""The lab's vocabulary, defined once: roles, their ports, physical names, tags and labels.
+
+The program, the policy pack, the `lab` command and the tests import these; nothing else writes
+a role's port or a tag's spelling out. The calculator app keeps its own default ports (guests
+run it without this package); tests/unit/test_names.py pins them to `PORTS`.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+PROJECT: Final = "calculator-lab"
+
+Role = Literal["front", "sum", "sub", "mul", "div"]
+ROLES: Final[tuple[Role, ...]] = ("front", "sum", "sub", "mul", "div")
+SERVICE_ROLES: Final[tuple[Role, ...]] = ROLES[1:]
+FRONT: Final[Role] = "front"
+
+# The handout's ports: the front end on 50000, the four services after it.
+PORTS: Final[dict[Role, int]] = {
+    "front": 50000,
+    "sum": 50001,
+    "sub": 50002,
+    "mul": 50003,
+    "div": 50004,
+}
+SERVICE_PORT_RANGE: Final = (PORTS["sum"], PORTS["div"])
+SSH_PORT: Final = 22
+
+# Host part of the front end's address; the services follow it in ROLES order (.10 to .14).
+FIRST_NODE_HOST: Final = 10
+
+# OpenStack tags are "key=value" strings; Docker labels are a map with dotted keys.
+ROLE_TAG_PREFIX: Final = f"{PROJECT}:role="
+STUDENT_TAG_PREFIX: Final = f"{PROJECT}:student="
+ROLE_LABEL: Final = f"{PROJECT}.role"
+STUDENT_LABEL: Final = f"{PROJECT}.student"
+
+
+def role_tag(role: str) -> str:
+    return f"{ROLE_TAG_PREFIX}{role}"
+
+
+def student_tag(student: str) -> str:
+    return f"{STUDENT_TAG_PREFIX}{student}"
+
+
+def node_tags(student: str, role: str) -> list[str]:
+    # The policy pack recognises the front end by its role tag.
+    return [role_tag(role), student_tag(student)]
+
+
+def student_labels(student: str) -> dict[str, str]:
+    return {STUDENT_LABEL: student}
+
+
+def physical_name(student: str, what: str) -> str:
+    """Every cloud or engine object is named `<student>-<what>`, so a class shares a project."""
+    return f"{student}-{what}"
+
+
+def cidr_slug(cidr: str) -> str:
+    """A CIDR as a resource-name fragment: 192.168.2.0/24 -> 192-168-2-0-24."""
+    return cidr.replace(".", "-").replace("/", "-")

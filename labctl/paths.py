@@ -1,0 +1,22 @@
+"""Where things are: the checkout, the cache outside it, and a stack's file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Everything generated lives here, never in the checkout (CALCLAB_CACHE overrides it)."""
+    return Path(os.environ.get("CALCLAB_CACHE") or Path.home() / ".cache" / "calculator-lab")
+
+
+def stack_dir() -> Path:
+    """Where stack files are: the project (CALCLAB_STACK_DIR moves it, for tests)."""
+    return Path(os.environ.get("CALCLAB_STACK_DIR") or ROOT)
+
+
+def stack_file(stack: str) -> Path:
+    return stack_dir() / f"Pulumi.{stack}.yaml"

@@ -1,0 +1,90 @@
+"""One student's stack: up, preview, down, and a new student's stack file."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from lab.config import ConfigError, LabConfig
+from labctl import toolchain, workspace
+from labctl.paths import ROOT, stack_dir, stack_file
+from labctl.stackfiles import StackFileError, new_student_file, read_config
+
+
+class LabError(RuntimeError):
+    """A failure the user can act on; printed as one line, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def load(stack: str) -> LabConfig:
+    try:
+        return read_config(stack_file(stack), stack)
+    except (StackFileError, ConfigError) as err:
+        raise LabError(str(err)) from None
+
+
+def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
+    """Everything `pulumi` needs for this stack, installed or started when missing."""
+    config = load(stack)
+    env = toolchain.ensure({config.target})
+    ws = workspace.Workspace(stack, env)
+    if config.target == "docker":
+        if for_destroy and not workspace.docker_answers(env):
+            return ws  # nothing to reach; `pulumi destroy` reports what it cannot delete
+        ws.env = workspace.ensure_docker(env)
+        if (base := workspace.base_image_override(config, ws.env)) is not None:
+            path = workspace.override_file(stack, {"dockerBaseImage": base})
+            ws.config_args = ["--config-file", str(path)]
+    return ws
+
+
+def pulumi(ws: workspace.Workspace, *args: str, capture: bool = False) -> str:
+    """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit."""
+    command = ["pulumi", *args, "--stack", ws.stack]
+    result = subprocess.run(
+        command, cwd=ROOT, env=ws.env, check=False, text=True, capture_output=capture
+    )
+    if result.returncode != 0:
+        detail = f": {result.stderr.strip()}" if capture and result.stderr else ""
+        raise LabError(f"`{' '.join(command[:2])}` failed (exit {result.returncode}){detail}")
+    return result.stdout if capture else ""
+
+
+def select(ws: workspace.Workspace) -> None:
+    subprocess.run(
+        ["pulumi", "stack", "select", "--create", ws.stack],
+        cwd=ROOT,
+        env=ws.env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def up(stack: str) -> str:
+    ws = prepare(stack)
+    select(ws)
+    pulumi(ws, "up", "--yes", "--skip-preview", *ws.config_args)
+    return pulumi(ws, "stack", "output", "calculatorUrl", capture=True).strip()
+
+
+def preview(stack: str) -> None:
+    ws = prepare(stack)
+    select(ws)
+    pulumi(ws, "preview", *ws.config_args)
+
+
+def down(stack: str) -> None:
+    ws = prepare(stack, for_destroy=True)
+    select(ws)
+    pulumi(ws, "destroy", "--yes", "--skip-preview", *ws.config_args)
+    pulumi(ws, "stack", "rm", "--yes", "--preserve-config")
+
+
+def new(student: str, topology: str, template: Path) -> Path:
+    try:
+        return new_student_file(stack_dir(), student, topology, template)
+    except (StackFileError, ConfigError) as err:
+        raise LabError(str(err), exit_code=2) from None
