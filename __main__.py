@@ -3,6 +3,6 @@
 All logic lives in `lab/` and `components/`; see README.md.
 """
 
-from lab.stack import main
+from targets.stack import main
 
 main()

@@ -166,7 +166,7 @@ def _labels(labels: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
 
 @dataclass(frozen=True)
 class CalculatorImageArgs:
-    # repository:tag; the tag should change with the image's content (see lab/docker_target.py),
+    # repository:tag; the tag should change with the image's content (see targets/docker.py),
     # so a rebuilt image never shares a name with the one it replaces.
     image_name: str
     context: str  # directory holding the Dockerfile and the calculator package

@@ -24,8 +24,8 @@ from components.calculator_containers import (
 )
 from lab.cloud_init import APP_DIR, app_files
 from lab.config import LabConfig
-from lab.docker_target import build_context, image_name, image_tag
 from lab.topology import HostRoute, build_topology
+from targets.docker import build_context, image_name, image_tag
 from tests.unit.program import Program, run
 
 SERVICES = {"sum": ("192.168.2.11", 50001), "sub": ("192.168.2.12", 50002)} | {
@@ -396,7 +396,7 @@ def test_environment_list_is_sorted() -> None:
 
 
 def test_a_port_published_on_every_address_is_reached_through_loopback() -> None:
-    from lab.docker_target import reachable_host
+    from targets.docker import reachable_host
 
     assert reachable_host("0.0.0.0") == "127.0.0.1"
     assert reachable_host("192.0.2.7") == "192.0.2.7"

@@ -9,8 +9,8 @@ from components.calculator_tier import CalculatorTier, CalculatorTierArgs, Subne
 from components.gateway_router import GatewayRouter, GatewayRouterArgs, RouterPortSpec
 from components.private_network import PrivateNetwork, PrivateNetworkArgs
 from lab.config import ROLES, LabConfig
-from lab.outputs import StackOutputs
 from lab.topology import Topology
+from targets.outputs import StackOutputs
 
 
 def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:

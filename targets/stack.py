@@ -8,8 +8,8 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from lab.config import PROJECT, ConfigError, LabConfig, load_config
-from lab.outputs import StackOutputs
 from lab.topology import build_topology
+from targets.outputs import StackOutputs
 
 
 def read_project_config() -> dict[str, Any]:
@@ -39,11 +39,11 @@ def main() -> None:
     outputs: StackOutputs
     if config.target == "openstack":
         # Imported on demand: each target pulls in a large provider SDK the other never needs.
-        from lab.openstack_target import deploy_openstack
+        from targets.openstack import deploy_openstack
 
         outputs = deploy_openstack(config, topology)
     else:
-        from lab.docker_target import deploy_docker
+        from targets.docker import deploy_docker
 
         outputs = deploy_docker(config, topology)
     outputs.export(topology.name, config.target)

@@ -22,8 +22,8 @@ from components.calculator_containers import (
 )
 from lab.cloud_init import APP_DIR, AppFile, app_files
 from lab.config import LabConfig
-from lab.outputs import StackOutputs
 from lab.topology import Topology
+from targets.outputs import StackOutputs
 
 # Build recipe files: not shipped into the image, but they change what gets built.
 RECIPE_FILES = ("Dockerfile", ".dockerignore")
