@@ -186,7 +186,9 @@ class _Parser:
             right = self.operands.pop()
             if top == "neg":
                 if isinstance(right, Number):
-                    self.operands.append(Number(-right.value, position))
+                    # copy_negate, not unary minus: unary minus rounds to the context's precision
+                    # (28 digits by default), and negation must be exact at any length.
+                    self.operands.append(Number(right.value.copy_negate(), position))
                     continue
                 node = Operation("-", Number(Decimal(0), position), right, position)
             else:

@@ -27,13 +27,20 @@ SERVICES = ("sum", "sub", "mul", "div")
 class Process:
     """One ``python3 -m calculator <role>`` with its stderr collected line by line."""
 
-    def __init__(self, role: str, env: Mapping[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        role: str,
+        env: Mapping[str, str] | None = None,
+        port: int = 0,
+        *,
+        apps: Path = APPS,
+    ) -> None:
         self.role = role
         self.extra_env = dict(env or {})
         self.lines: list[str] = []
         environment = {
             **os.environ,
-            "PYTHONPATH": str(APPS),
+            "PYTHONPATH": str(apps),
             "CALC_LISTEN_HOST": "127.0.0.1",
             "CALC_PORT": str(port),
             **self.extra_env,
@@ -89,14 +96,20 @@ class Process:
 class Cluster:
     """The four services and a front end wired to them (or to the given URLs)."""
 
-    def __init__(self, front_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        front_env: Mapping[str, str] | None = None,
+        *,
+        service_env: Mapping[str, str] | None = None,
+        apps: Path = APPS,
+    ) -> None:
         self.services: dict[str, Process] = {}
         self.front: Process | None = None
         try:
             for name in SERVICES:
-                self.services[name] = Process(name)
+                self.services[name] = Process(name, service_env, apps=apps)
             env = {f"CALC_{name.upper()}_URL": proc.url for name, proc in self.services.items()}
-            self.front = Process("front", {**env, **(front_env or {})})
+            self.front = Process("front", {**env, **(front_env or {})}, apps=apps)
         except BaseException:
             self.stop()
             raise
