@@ -1,34 +1,21 @@
-"""API-level steps of the testcloud, run with the testcloud virtualenv's Python.
+"""What the calculator-lab stacks expect, and emptying the student project: run in the test
+cloud's virtualenv (openstacksdk). Both idempotent.
 
-``catalog`` creates the service project, service users, catalog entries and the student
-project and user; ``seed`` creates what the calculator-lab stacks expect (external network
-``public``, flavors, the ``debian-12`` image, quotas); ``reset`` deletes every resource of
-the student project. All three are idempotent. Usage: ``cloudops.py ROOT STEP``.
+``seed`` creates the external network ``public`` with its subnet, the flavors, the
+``debian-12`` image and the student project's quotas; ``reset`` deletes every resource of
+the student project, in dependency order, and checks it is empty.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import openstack
 
-HOST = "127.0.0.1"
-REGION = "RegionOne"
-STUDENT_PROJECT = "calculator-lab"
-STUDENT_USER = "student"
-SERVICE_USERS = ("glance", "nova", "neutron", "placement")
-ENDPOINTS = {
-    # service name: (type, URL)
-    "placement": ("placement", f"http://{HOST}:8778"),
-    "glance": ("image", f"http://{HOST}:9292"),
-    "neutron": ("network", f"http://{HOST}:9696"),
-    "nova": ("compute", f"http://{HOST}:8774/v2.1"),
-}
+from .core import Layout
 
+STUDENT_PROJECT = "calculator-lab"
 PUBLIC_NET = "public"
 PUBLIC_SUBNET = "public-subnet"
 PUBLIC_CIDR = "172.24.4.0/24"
@@ -54,72 +41,7 @@ def log(message: str) -> None:
     print(f"testcloud: {message}", flush=True)
 
 
-def secrets(root: Path) -> dict[str, str]:
-    data: dict[str, str] = json.loads((root / "state" / "secrets.json").read_text())
-    return data
-
-
-def system_admin(root: Path) -> Any:
-    """Keystone's identity policies want a system-scoped admin for users and catalog."""
-    return openstack.connect(
-        auth_url=f"http://{HOST}:5000/v3",
-        username="admin",
-        password=secrets(root)["admin"],
-        user_domain_name="Default",
-        system_scope="all",
-        region_name=REGION,
-        identity_api_version="3",
-    )
-
-
-def catalog(root: Path) -> None:
-    pw = secrets(root)
-    conn = system_admin(root)
-    ident = conn.identity
-    domain = ident.find_domain("default", ignore_missing=False)
-    roles = {name: find_or_create_role(ident, name) for name in ("admin", "service", "member")}
-    service_project = ident.find_project("service", domain_id=domain.id) or ident.create_project(
-        name="service", domain_id=domain.id, description="OpenStack service users"
-    )
-    for name in SERVICE_USERS:
-        user = ensure_user(ident, domain.id, name, pw["service"])
-        # Without the service role, Nova's calls to Neutron lose privileges that deleting a
-        # server needs (its port would stay bound).
-        for role in ("admin", "service"):
-            ident.assign_project_role_to_user(service_project, user, roles[role])
-
-    for name, (stype, url) in ENDPOINTS.items():
-        service = next(iter(ident.services(name=name)), None) or ident.create_service(
-            name=name, type=stype, enabled=True
-        )
-        have = {e.interface for e in ident.endpoints(service_id=service.id)}
-        for interface in ("public", "internal"):
-            if interface not in have:
-                ident.create_endpoint(
-                    service_id=service.id, interface=interface, url=url, region_id=REGION
-                )
-
-    project = ident.find_project(STUDENT_PROJECT, domain_id=domain.id) or ident.create_project(
-        name=STUDENT_PROJECT, domain_id=domain.id, description="calculator-lab student stacks"
-    )
-    student = ensure_user(ident, domain.id, STUDENT_USER, pw["student"])
-    ident.assign_project_role_to_user(project, student, roles["member"])
-    log(f"catalog ready: project {STUDENT_PROJECT}, member user {STUDENT_USER}")
-
-
-def find_or_create_role(ident: Any, name: str) -> Any:
-    return ident.find_role(name) or ident.create_role(name=name)
-
-
-def ensure_user(ident: Any, domain_id: str, name: str, password: str) -> Any:
-    user = ident.find_user(name, domain_id=domain_id)
-    if user is None:
-        return ident.create_user(name=name, domain_id=domain_id, password=password)
-    # Keeps a rebuilt secrets file and an old database consistent.
-    return ident.update_user(user, password=password)
-
-
-def seed(root: Path) -> None:
+def seed(lay: Layout) -> None:
     conn: Any = openstack.connect(cloud="testcloud-admin")
     net = conn.network
     public = net.find_network(PUBLIC_NET)
@@ -174,7 +96,7 @@ def seed(root: Path) -> None:
     )
 
 
-def reset(root: Path) -> None:
+def reset(lay: Layout) -> None:
     """Delete everything the student project holds, in dependency order."""
     conn: Any = openstack.connect(cloud="testcloud")
     project_id = conn.current_project_id
@@ -220,18 +142,3 @@ def reset(root: Path) -> None:
     if remaining:
         raise SystemExit(f"project {STUDENT_PROJECT} still holds {remaining}")
     log(f"project {STUDENT_PROJECT} emptied")
-
-
-STEPS = {"catalog": catalog, "seed": seed, "reset": reset}
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[2] not in STEPS:
-        print(f"usage: {argv[0]} ROOT {{{','.join(STEPS)}}}", file=sys.stderr)
-        return 2
-    STEPS[argv[2]](Path(argv[1]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
