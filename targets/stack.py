@@ -10,6 +10,7 @@ from pulumi.runtime import config as runtime_config
 from lab.config import PROJECT, ConfigError, LabConfig, load_config
 from lab.topology import build_topology
 from targets.outputs import StackOutputs
+from targets.preflight_run import run_preflight
 
 
 def read_project_config() -> dict[str, Any]:
@@ -35,6 +36,7 @@ def validated_config() -> LabConfig:
 
 def main() -> None:
     config = validated_config()
+    run_preflight(config)  # the cloud's side of validation, before any resource exists
     topology = build_topology(config)
     outputs: StackOutputs
     if config.target == "openstack":
