@@ -1,34 +1,24 @@
 """The lab's topology as local Docker objects: the calculator image, bridge networks, containers.
 
-- CalculatorImage builds apps/calculator/Dockerfile on the engine and removes the image again
-  on tear-down.
-- LabNetworks turns every subnet of the topology into a bridge network with the same CIDR
-  and no host address (so no route from the host), plus one small `<student>-public`
-  network: the analog of the external network, the only one with a way out.
-- CalculatorContainers runs each node at its topology address, and each router that has no
-  external gateway (the client topology's inter-subnet router) as a forwarding container at
-  its interface addresses. The gateway router itself is Docker's NAT on the public network.
+- CalculatorImage builds a Dockerfile on the engine and removes the image again on tear-down.
+- LabNetworks creates one bridge network per spec (CIDR, reserved gateway, no host address,
+  internal or not) plus a small public network: the analog of the external network.
+- CalculatorContainers runs each container spec: routers first, then the nodes.
 
-Only the front end publishes a port on the host: the analog of the floating IP.
+The components take specs with every value worked out (addresses, commands, environment,
+health checks, published port); they import nothing from the program.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 
 import pulumi
 import pulumi_docker as docker
 
-from lab.topology import HostRoute, Node, Router, Topology
-
-# What the calculator drops to after its one privileged step: the conventional "nobody".
-UNPRIVILEGED = "65534:65534"
-LABEL_PREFIX = "calculator-lab"
 # No address for the host on a lab subnet's bridge: the host has no route into it, and the
-# gateway address Docker gives the containers (see docker_gateway) is held by nobody.
+# gateway address Docker gives the containers is held by nobody.
 NO_HOST_ADDRESS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
 # A routed subnet cannot be "internal" (see LabNetworks); this keeps it from being NATed out.
 NO_MASQUERADE = {"com.docker.network.bridge.enable_ip_masquerade": "false"}
@@ -37,119 +27,13 @@ HEALTH_TIMEOUT = "3s"
 HEALTH_RETRIES = 5
 # `pulumi up` waits for every container to report healthy, so it ends with a working stack.
 WAIT_TIMEOUT_SECONDS = 90
+# The key of the public network in a container's attachments.
+PUBLIC = "public"
 
 
-# --- pure helpers: what each container runs ---------------------------------------------------
-
-
-def container_routes(topology: Topology, node_subnet: str) -> tuple[HostRoute, ...]:
-    """The static routes a container on `node_subnet` needs to reach the rest of the topology.
-
-    A subnet's host routes (DHCP option 121 in OpenStack) apply as they are. A subnet whose
-    gateway is a router without external gateway (the services' inter-subnet router) is, in
-    OpenStack, the default route of its VMs; Docker cannot point a default route at another
-    container (it uses its own gateway address, held by nobody here, or none on an internal
-    network), so the container gets one route per other subnet through that router instead.
-    """
-    subnet = topology.subnet(node_subnet)
-    routes = list(subnet.host_routes)
-    gateway_router = _router_at(topology, node_subnet, subnet.gateway_ip)
-    if gateway_router is not None and not gateway_router.external:
-        routes += [
-            HostRoute(other.cidr, subnet.gateway_ip)
-            for other in topology.subnets
-            if other.key != node_subnet and not any(r.destination == other.cidr for r in routes)
-        ]
-    return tuple(routes)
-
-
-def routed_subnets(topology: Topology) -> frozenset[str]:
-    """Subnets a router container forwards through (interfaces of routers with no gateway)."""
-    return frozenset(
-        interface.subnet
-        for router in topology.routers
-        if not router.external
-        for interface in router.interfaces
-    )
-
-
-def docker_gateway(topology: Topology, subnet_key: str) -> IPv4Address:
-    """The address Docker reserves as a lab subnet's gateway: the lowest one nobody claims.
-
-    Docker always reserves one (by default the first host address); naming it explicitly keeps
-    it off every node and router address, and keeps the engine's read-back equal to the
-    program's (engines differ in whether they report a gateway they picked themselves).
-    """
-    subnet = topology.subnet(subnet_key)
-    claimed = {node.ip for node in topology.nodes if node.subnet == subnet_key} | {
-        interface.ip
-        for router in topology.routers
-        for interface in router.interfaces
-        if interface.subnet == subnet_key
-    }
-    return next(ip for ip in subnet.cidr.hosts() if ip not in claimed)
-
-
-def _router_at(topology: Topology, subnet_key: str, address: object) -> Router | None:
-    for router in topology.routers:
-        if any(i.subnet == subnet_key and i.ip == address for i in router.interfaces):
-            return router
-    return None
-
-
-def node_command(role: str, routes: Sequence[HostRoute]) -> list[str]:
-    """The container's command: add the routes as root, then run the role with no privilege.
-
-    Without routes the container starts unprivileged from the image's USER and needs no
-    shell. With routes it starts as root with NET_ADMIN only for `ip route`; setpriv then drops
-    the user, the groups and every capability (bounding set included) before Python starts.
-    """
-    calculator = ["python3", "-m", "calculator", role]
-    if not routes:
-        return calculator
-    uid, gid = UNPRIVILEGED.split(":")
-    steps = [f"ip route replace {route.destination} via {route.next_hop}" for route in routes]
-    drop = [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={gid}",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-    ]
-    steps.append("exec " + shlex.join([*drop, *calculator]))
-    return ["sh", "-ec", " && ".join(steps)]
-
-
-# Python because the image has no curl; urlopen raises on any status but 2xx, exit code 1.
-_HEALTH_PROBE = (
-    "import sys, urllib.request; "
-    "urllib.request.urlopen('http://127.0.0.1:' + sys.argv[1] + '/health', timeout=2)"
-)
-# The router has no service to ask: it is healthy when forwarding is on in its namespace.
-_FORWARDING_PROBE = (
-    "import sys; sys.exit(open('/proc/sys/net/ipv4/ip_forward').read().strip() != '1')"
-)
-# Idles until stopped; the container's init (tini) turns `docker stop` into a prompt exit.
-IDLE_COMMAND = ["python3", "-c", "import signal; signal.pause()"]
-
-
-def health_test(port: int) -> list[str]:
-    return ["CMD", "python3", "-c", _HEALTH_PROBE, str(port)]
-
-
-def forwarding_test() -> list[str]:
-    return ["CMD", "python3", "-c", _FORWARDING_PROBE]
-
-
-def environment_list(environment: Mapping[str, str]) -> list[str]:
-    """`KEY=value` lines in a stable order, so a re-run of `pulumi up` sees no change."""
-    return [f"{key}={value}" for key, value in sorted(environment.items())]
-
-
-def _healthcheck(test: list[str]) -> docker.ContainerHealthcheckArgs:
+def _healthcheck(test: Sequence[str]) -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
-        tests=test,
+        tests=list(test),
         interval=HEALTH_INTERVAL,
         timeout=HEALTH_TIMEOUT,
         retries=HEALTH_RETRIES,
@@ -212,21 +96,23 @@ class CalculatorImage(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class BridgeSpec:
+    key: str  # resource-name suffix and the key containers attach by
+    name: str
+    cidr: str
+    gateway: str  # the address Docker reserves; keep it off every container's address
+    internal: bool
+
+
+@dataclass(frozen=True)
 class LabNetworksArgs:
-    student: str
-    topology: Topology
+    networks: Sequence[BridgeSpec]
+    public_name: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def subnet_network_name(student: str, subnet_key: str) -> str:
-    # Docker gives a container with several non-internal networks its default route (and its
-    # published ports) on the network whose name sorts first; "<student>-public" must win over
-    # a routed lab subnet, hence the "subnet-" prefix.
-    return f"{student}-subnet-{subnet_key}"
-
-
 class LabNetworks(pulumi.ComponentResource):
-    """One bridge per topology subnet (same CIDR, no host address) and the public bridge.
+    """One bridge per spec (its CIDR, no host address) and the public bridge.
 
     A subnet is Docker-"internal" (no route out at all) unless a router container forwards
     through it: Docker filters internal bridges with iptables rules that drop every packet
@@ -236,9 +122,9 @@ class LabNetworks(pulumi.ComponentResource):
     """
 
     names: dict[str, pulumi.Output[str]]
-    """Subnet key -> Docker network name."""
+    """Network key -> Docker network name."""
     public_name: pulumi.Output[str]
-    """The `<student>-public` network, the front end's way to the host."""
+    """The public network, the front end's way to the host."""
 
     def __init__(
         self, name: str, args: LabNetworksArgs, opts: pulumi.ResourceOptions | None = None
@@ -246,30 +132,23 @@ class LabNetworks(pulumi.ComponentResource):
         super().__init__("calculator-lab:components:LabNetworks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())]
-        routed = routed_subnets(args.topology)
         self.names = {}
-        for subnet in args.topology.subnets:
-            internal = subnet.key not in routed
+        for spec in args.networks:
             network = docker.Network(
-                f"{name}-{subnet.key}",
-                name=subnet_network_name(args.student, subnet.key),
+                f"{name}-{spec.key}",
+                name=spec.name,
                 driver="bridge",
-                internal=internal,
-                ipam_configs=[
-                    docker.NetworkIpamConfigArgs(
-                        subnet=str(subnet.cidr),
-                        gateway=str(docker_gateway(args.topology, subnet.key)),
-                    )
-                ],
-                options=NO_HOST_ADDRESS if internal else {**NO_HOST_ADDRESS, **NO_MASQUERADE},
+                internal=spec.internal,
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=spec.cidr, gateway=spec.gateway)],
+                options=NO_HOST_ADDRESS if spec.internal else {**NO_HOST_ADDRESS, **NO_MASQUERADE},
                 labels=labels,
                 opts=child,
             )
-            self.names[subnet.key] = network.name
+            self.names[spec.key] = network.name
         # Docker picks a free subnet for it: nothing in the lab addresses it.
         public = docker.Network(
             f"{name}-public",
-            name=f"{args.student}-public",
+            name=args.public_name,
             driver="bridge",
             labels=labels,
             opts=child,
@@ -282,26 +161,48 @@ class LabNetworks(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class PublishedPort:
+    internal: int
+    external: int
+    host_address: str
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    key: str  # resource-name suffix
+    name: str
+    hostname: str
+    command: Sequence[str]
+    user: str
+    env: Sequence[str]  # KEY=value
+    attachments: Sequence[tuple[str, str | None]]  # (network key or PUBLIC, fixed address)
+    health: Sequence[str]  # the health check's test
+    labels: Mapping[str, str]
+    capabilities: Sequence[str] = ()  # added; every other one is dropped
+    sysctls: Mapping[str, str] | None = None
+    published: PublishedPort | None = None
+    after_routers: bool = False  # start only once the router containers are healthy
+    image: str | None = None  # None: CalculatorContainersArgs.image_id
+
+
+@dataclass(frozen=True)
 class CalculatorContainersArgs:
-    student: str
-    topology: Topology
+    routers: Sequence[ContainerSpec]
+    nodes: Sequence[ContainerSpec]
     image_id: pulumi.Input[str]
-    networks: Mapping[str, pulumi.Input[str]]  # subnet key -> network name
+    networks: Mapping[str, pulumi.Input[str]]  # network key -> network name
     public_network: pulumi.Input[str]
-    host_address: str  # where the front end's port is published
-    host_port: int
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class CalculatorContainers(pulumi.ComponentResource):
-    """The five calculator containers and the routers the topology needs between subnets."""
+    """The calculator's containers, and the router containers the topology needs."""
 
     private_ips: pulumi.Output[dict[str, str]]
-    """Container name -> address on its topology subnet."""
+    """Container name -> its fixed address (on its first network)."""
     floating_ips: pulumi.Output[dict[str, str]]
-    """Container name -> host address its port is published on (only the front end)."""
+    """Container name -> host address its port is published on."""
     frontend_address: pulumi.Output[str]
-    """The host address of the front end's published port."""
+    """The host address of the published port."""
 
     def __init__(
         self,
@@ -312,27 +213,25 @@ class CalculatorContainers(pulumi.ComponentResource):
         super().__init__("calculator-lab:components:CalculatorContainers", name, None, opts)
         self._name = name
         self._args = args
-        topology = args.topology
 
         # Routers first: a node whose first packet needs the router must not start before it.
-        routers = [
-            self._router(router)
-            for router in topology.routers
-            # The external router is Docker's NAT on the public network, not a container.
-            if not router.external
-        ]
-        nodes = {node.role: self._node(node, routers) for node in topology.nodes}
+        routers = [self._container(spec, ()) for spec in args.routers]
+        nodes = [self._container(spec, routers) for spec in args.nodes]
 
-        front_name = self._container_name("front")
-        self.private_ips = pulumi.Output.all(
-            *[nodes[node.role].name for node in topology.nodes]
-        ).apply(
-            lambda names: {
-                name: str(node.ip) for name, node in zip(names, topology.nodes, strict=True)
-            }
+        fixed = [(spec.name, spec.attachments[0][1] or "") for spec in args.nodes]
+        self.private_ips = pulumi.Output.all(*[node.name for node in nodes]).apply(
+            lambda _: dict(fixed)
         )
-        self.frontend_address = nodes["front"].id.apply(lambda _: args.host_address)
-        self.floating_ips = self.frontend_address.apply(lambda address: {front_name: address})
+        exposed = [
+            (spec, node) for spec, node in zip(args.nodes, nodes, strict=True) if spec.published
+        ]
+        if len(exposed) != 1:
+            raise ValueError("exactly one container must publish a port")
+        spec, node = exposed[0]
+        assert spec.published is not None
+        host = spec.published.host_address
+        self.frontend_address = node.id.apply(lambda _: host)
+        self.floating_ips = self.frontend_address.apply(lambda address: {spec.name: address})
         self.register_outputs(
             {
                 "private_ips": self.private_ips,
@@ -341,82 +240,52 @@ class CalculatorContainers(pulumi.ComponentResource):
             }
         )
 
-    def _container_name(self, role: str) -> str:
-        return f"{self._args.student}-{role}"
-
-    def _router(self, router: Router) -> docker.Container:
+    def _container(
+        self, spec: ContainerSpec, routers: Sequence[docker.Container]
+    ) -> docker.Container:
         args = self._args
-        return docker.Container(
-            f"{self._name}-{router.key}-router",
-            name=f"{args.student}-{router.key}-router",
-            hostname=f"{router.key}-router",
-            image=args.image_id,
-            command=IDLE_COMMAND,
-            user=UNPRIVILEGED,
-            init=True,
-            read_only=True,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
-            # Namespaced: turns on forwarding in this container only, never on the host.
-            sysctls={"net.ipv4.ip_forward": "1"},
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=args.networks[interface.subnet], ipv4_address=str(interface.ip)
-                )
-                for interface in router.interfaces
-            ],
-            healthcheck=_healthcheck(forwarding_test()),
-            wait=True,
-            wait_timeout=WAIT_TIMEOUT_SECONDS,
-            restart="on-failure",
-            labels=_labels({**args.labels, f"{LABEL_PREFIX}.role": f"{router.key}-router"}),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
-
-    def _node(self, node: Node, routers: Sequence[docker.Container]) -> docker.Container:
-        args = self._args
-        routes = container_routes(args.topology, node.subnet)
         networks = [
             docker.ContainerNetworksAdvancedArgs(
-                name=args.networks[node.subnet], ipv4_address=str(node.ip)
+                name=args.public_network if key == PUBLIC else args.networks[key],
+                ipv4_address=address,
             )
+            for key, address in spec.attachments
         ]
-        ports: list[docker.ContainerPortArgs] = []
-        if node.exposed:
-            networks.append(docker.ContainerNetworksAdvancedArgs(name=args.public_network))
-            ports.append(
+        ports = None
+        if spec.published is not None:
+            ports = [
                 docker.ContainerPortArgs(
-                    internal=node.port,
-                    external=args.host_port,
-                    ip=args.host_address,
+                    internal=spec.published.internal,
+                    external=spec.published.external,
+                    ip=spec.published.host_address,
                     protocol="tcp",
                 )
-            )
-        # `ip route` needs NET_ADMIN, setpriv needs SETUID/SETGID/SETPCAP to drop to nobody;
-        # a node without routes needs no capability at all.
-        adds = ["NET_ADMIN", "SETGID", "SETPCAP", "SETUID"] if routes else []
+            ]
         return docker.Container(
-            f"{self._name}-{node.role}",
-            name=self._container_name(node.role),
-            hostname=node.role,
-            image=args.image_id,
-            command=node_command(node.role, routes),
-            user="0:0" if routes else UNPRIVILEGED,
-            envs=environment_list(args.topology.environment(node.role)),
+            f"{self._name}-{spec.key}",
+            name=spec.name,
+            hostname=spec.hostname,
+            image=spec.image or args.image_id,
+            command=list(spec.command),
+            user=spec.user,
+            envs=list(spec.env) or None,
             init=True,
             read_only=True,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=adds or None),
+            capabilities=docker.ContainerCapabilitiesArgs(
+                drops=["ALL"], adds=list(spec.capabilities) or None
+            ),
             security_opts=["no-new-privileges:true"],
+            sysctls=dict(spec.sysctls) if spec.sysctls else None,
             networks_advanced=networks,
-            ports=ports or None,
-            healthcheck=_healthcheck(health_test(node.port)),
+            ports=ports,
+            healthcheck=_healthcheck(spec.health),
             wait=True,
             wait_timeout=WAIT_TIMEOUT_SECONDS,
             restart="on-failure",
-            labels=_labels({**args.labels, f"{LABEL_PREFIX}.role": node.role}),
+            labels=_labels(spec.labels),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=list(routers) if routes else None,
+                depends_on=list(routers) if spec.after_routers and routers else None,
                 # Names are fixed, so a replacement must remove the old container first.
                 delete_before_replace=True,
             ),

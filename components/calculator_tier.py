@@ -1,12 +1,8 @@
-"""CalculatorTier: the five calculator VMs and the security groups that wall them in.
+"""CalculatorTier: the calculator's VMs, each behind a security group of its own.
 
-Rules, least privilege first:
-- front end: the calculator port (50000) and ping from anywhere; SSH only from the
-  configured CIDR, and only when one is configured;
-- each service: its own port, ping and SSH (the front end is the jump host) only from members
-  of the front end's security group, never from a CIDR, so no other VM and no floating IP can
-  reach it.
-Egress keeps Neutron's default allow-all rules.
+It takes one spec per VM (address, image, flavor, user data, ingress rules) and creates, for
+each, a security group with those rules and an ExposedVM. A rule names where traffic may come
+from: a CIDR, or the members of another VM's group (by that VM's key), never both.
 """
 
 from __future__ import annotations
@@ -18,12 +14,16 @@ import pulumi
 import pulumi_openstack as openstack
 
 from components.exposed_vm import ExposedVM, ExposedVMArgs
-from lab.cloud_init import render_user_data
-from lab.topology import Node, Topology
 
-SSH_PORT = 22
 ICMP_ECHO_REQUEST = 8
-ANYWHERE = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    key: str  # unique in the tier; names the rule resource
+    port: int | None  # TCP port, or None for ICMP echo
+    from_cidr: str | None = None
+    from_node: str | None = None  # another TierNode's key: members of its group
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,26 @@ class SubnetRef:
 
 
 @dataclass(frozen=True)
+class TierNode:
+    key: str  # e.g. the role: names the node's child resources
+    physical_name: str
+    description: str  # of its security group
+    subnet: SubnetRef
+    fixed_ip: str
+    image_name: str
+    flavor_name: str
+    user_data: str
+    ingress: Sequence[IngressRule]
+    exposed: bool = False  # gets a floating IP from the pool
+    tags: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
 class CalculatorTierArgs:
-    student: str
-    topology: Topology
-    subnets: Mapping[str, SubnetRef]  # by the topology's subnet key
-    image_by_role: Mapping[str, str]
-    flavor_by_role: Mapping[str, str]
+    nodes: Sequence[TierNode]
     floating_ip_pool: str
     key_pair: pulumi.Input[str] | None = None
-    ssh_allowed_cidr: str | None = None
-    python: str = "/usr/bin/python3"
+    # Neutron binds a floating IP only once the subnet has a router to the external network.
     floating_ip_depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -50,9 +60,9 @@ class CalculatorTier(pulumi.ComponentResource):
     private_ips: pulumi.Output[dict[str, str]]
     """VM name -> fixed address."""
     floating_ips: pulumi.Output[dict[str, str]]
-    """VM name -> floating address (only the front end has one)."""
+    """VM name -> floating address (only exposed VMs have one)."""
     frontend_floating_ip: pulumi.Output[str]
-    """The front end's public address."""
+    """The exposed VM's public address."""
 
     def __init__(
         self, name: str, args: CalculatorTierArgs, opts: pulumi.ResourceOptions | None = None
@@ -60,34 +70,27 @@ class CalculatorTier(pulumi.ComponentResource):
         super().__init__("calculator-lab:components:CalculatorTier", name, None, opts)
         self._name = name
         self._args = args
-        topology = args.topology
 
-        front_group = self._security_group(topology.front)
-        self._rule("front-app", front_group, topology.front.port, remote_ip=ANYWHERE)
-        self._rule("front-ping", front_group, None, remote_ip=ANYWHERE)
-        if args.ssh_allowed_cidr is not None:
-            self._rule("front-ssh", front_group, SSH_PORT, remote_ip=args.ssh_allowed_cidr)
+        # Every group before any rule: a rule may name another node's group.
+        groups = {node.key: self._security_group(node) for node in args.nodes}
+        for node in args.nodes:
+            for rule in node.ingress:
+                self._rule(rule, groups[node.key], groups)
+        vms = {node.key: self._vm(node, groups[node.key]) for node in args.nodes}
 
-        groups = {"front": front_group}
-        for node in topology.services:
-            group = self._security_group(node)
-            self._rule(f"{node.role}-app", group, node.port, remote_group=front_group)
-            self._rule(f"{node.role}-ping", group, None, remote_group=front_group)
-            if args.ssh_allowed_cidr is not None:
-                self._rule(f"{node.role}-ssh", group, SSH_PORT, remote_group=front_group)
-            groups[node.role] = group
+        exposed = [(n, vms[n.key]) for n in args.nodes if n.exposed]
+        if len(exposed) != 1:
+            raise ValueError("exactly one node (the front end) must be exposed")
+        front, front_vm = exposed[0]
+        if front_vm.floating_ip is None:
+            raise AssertionError("an exposed node has a floating IP")
 
-        vms = {node.role: self._vm(node, groups[node.role]) for node in topology.nodes}
-        front_vm = vms["front"]
-        if front_vm.floating_ip is None:  # guarded by Topology: exactly one exposed node
-            raise AssertionError("the front end must have a floating IP")
-
-        names = [self._vm_name(role) for role in vms]
+        names = [node.physical_name for node in args.nodes]
         self.private_ips = pulumi.Output.all(*[vm.fixed_ip for vm in vms.values()]).apply(
             lambda ips: dict(zip(names, ips, strict=True))
         )
         self.frontend_floating_ip = front_vm.floating_ip
-        self.floating_ips = front_vm.floating_ip.apply(lambda ip: {self._vm_name("front"): ip})
+        self.floating_ips = front_vm.floating_ip.apply(lambda ip: {front.physical_name: ip})
         self.register_outputs(
             {
                 "private_ips": self.private_ips,
@@ -96,69 +99,57 @@ class CalculatorTier(pulumi.ComponentResource):
             }
         )
 
-    def _vm_name(self, role: str) -> str:
-        return f"{self._args.student}-{role}"
-
-    def _tags(self, role: str) -> list[str]:
-        # The policy pack recognises the front end by this tag.
-        return [f"calculator-lab:role={role}", f"calculator-lab:student={self._args.student}"]
-
-    def _security_group(self, node: Node) -> openstack.networking.SecGroup:
+    def _security_group(self, node: TierNode) -> openstack.networking.SecGroup:
         return openstack.networking.SecGroup(
-            f"{self._name}-{node.role}-sg",
-            name=self._vm_name(node.role),
-            description=f"calculator {node.role} ({self._args.student})",
-            tags=self._tags(node.role),
+            f"{self._name}-{node.key}-sg",
+            name=node.physical_name,
+            description=node.description,
+            tags=list(node.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _rule(
         self,
-        key: str,
+        rule: IngressRule,
         group: openstack.networking.SecGroup,
-        port: int | None,
-        *,
-        remote_ip: str | None = None,
-        remote_group: openstack.networking.SecGroup | None = None,
+        groups: Mapping[str, openstack.networking.SecGroup],
     ) -> openstack.networking.SecGroupRule:
-        """An ingress rule: TCP to `port`, or ICMP echo when `port` is None."""
-        if port is None:
+        if (rule.from_cidr is None) == (rule.from_node is None):
+            raise ValueError(f"rule {rule.key}: give exactly one of from_cidr and from_node")
+        if rule.port is None:
             protocol, low, high = "icmp", ICMP_ECHO_REQUEST, 0  # type 8, code 0
         else:
-            protocol, low, high = "tcp", port, port
+            protocol, low, high = "tcp", rule.port, rule.port
         return openstack.networking.SecGroupRule(
-            f"{self._name}-{key}",
+            f"{self._name}-{rule.key}",
             security_group_id=group.id,
             direction="ingress",
             ethertype="IPv4",
             protocol=protocol,
             port_range_min=low,
             port_range_max=high,
-            remote_ip_prefix=remote_ip,
-            remote_group_id=remote_group.id if remote_group is not None else None,
+            remote_ip_prefix=rule.from_cidr,
+            remote_group_id=groups[rule.from_node].id if rule.from_node is not None else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _vm(self, node: Node, group: openstack.networking.SecGroup) -> ExposedVM:
+    def _vm(self, node: TierNode, group: openstack.networking.SecGroup) -> ExposedVM:
         args = self._args
-        subnet = args.subnets[node.subnet]
         return ExposedVM(
-            f"{self._name}-{node.role}",
+            f"{self._name}-{node.key}",
             ExposedVMArgs(
-                physical_name=self._vm_name(node.role),
-                network_id=subnet.network_id,
-                subnet_id=subnet.subnet_id,
-                fixed_ip=str(node.ip),
+                physical_name=node.physical_name,
+                network_id=node.subnet.network_id,
+                subnet_id=node.subnet.subnet_id,
+                fixed_ip=node.fixed_ip,
                 security_group_ids=[group.id],
-                image_name=args.image_by_role[node.role],
-                flavor_name=args.flavor_by_role[node.role],
-                user_data=render_user_data(
-                    node.role, args.topology.environment(node.role), python=args.python
-                ),
+                image_name=node.image_name,
+                flavor_name=node.flavor_name,
+                user_data=node.user_data,
                 key_pair=args.key_pair,
                 floating_ip_pool=args.floating_ip_pool if node.exposed else None,
                 floating_ip_depends_on=args.floating_ip_depends_on,
-                tags=self._tags(node.role),
+                tags=node.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

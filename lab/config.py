@@ -1,8 +1,9 @@
 """The stack configuration: one pydantic model, validated once, before any resource exists.
 
-Every field's alias is the key exactly as a student types it with `pulumi config set`, so
-error messages can name it. `load_config` is the only place that reads Pulumi configuration;
-everything downstream receives a `LabConfig`.
+Every field's alias is the key exactly as a student types it with `pulumi config set` (the
+field name in camelCase, from pydantic's alias generator), so error messages can name it.
+`load_config` is the only entry; everything downstream receives a `LabConfig`. Problems that
+involve several keys are pydantic errors like any other, located at the key to change.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
@@ -20,20 +22,29 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-PROJECT = "calculator-lab"
+from lab.names import FIRST_NODE_HOST, PROJECT, ROLES, SERVICE_ROLES, Role
+
 Target = Literal["openstack", "docker"]
 TopologyName = Literal["single", "client"]
-Role = Literal["front", "sum", "sub", "mul", "div"]
 
-ROLES: tuple[Role, ...] = ("front", "sum", "sub", "mul", "div")
-SERVICE_ROLES: tuple[Role, ...] = ROLES[1:]
-# Host part of the front end's address; the services follow it in ROLES order (.10 to .14).
-FIRST_NODE_HOST = 10
+__all__ = [
+    "PROJECT",
+    "ROLES",
+    "SERVICE_ROLES",
+    "ConfigError",
+    "LabConfig",
+    "Role",
+    "RouterAddresses",
+    "load_config",
+]
 
 
 class ConfigError(ValueError):
@@ -65,10 +76,21 @@ def _lab_subnet(network: IPv4Network) -> IPv4Network:
 CidrNetwork = Annotated[IPv4Network, AfterValidator(_lab_subnet)]
 
 
+@dataclass(frozen=True)
+class RouterAddresses:
+    """Where the routers sit: configured, or the lab's defaults at the top of each subnet."""
+
+    gateway: IPv4Address
+    inter_client: IPv4Address | None = None  # client topology only
+    inter_service: IPv4Address | None = None
+
+
 class LabConfig(BaseModel):
     """Everything the program needs to know, as typed values."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, alias_generator=to_camel
+    )
 
     target: Target = Field(
         "docker", description="Where to deploy: local Docker engine or an OpenStack project."
@@ -79,32 +101,32 @@ class LabConfig(BaseModel):
     )
 
     # OpenStack placement.
-    external_network: str | None = Field(None, alias="externalNetwork")
+    external_network: str | None = None
     # Optional: with the id given, no look-up by name is needed, so preview works offline.
-    external_network_id: str | None = Field(None, alias="externalNetworkId")
+    external_network_id: str | None = None
     image: str | None = None
     flavor: str | None = None
-    image_by_role: dict[Role, str] = Field(default_factory=dict, alias="imageByRole")
-    flavor_by_role: dict[Role, str] = Field(default_factory=dict, alias="flavorByRole")
-    key_pair: str | None = Field(None, alias="keyPair")
-    ssh_public_key: str | None = Field(None, alias="sshPublicKey")
-    ssh_allowed_cidr: IPv4Network | None = Field(None, alias="sshAllowedCidr")
-    ssh_user: str = Field("debian", alias="sshUser")
-    dns_nameservers: list[IPv4Address] = Field(default_factory=list, alias="dnsNameservers")
-    python_path: str = Field("/usr/bin/python3", alias="pythonPath")
+    image_by_role: dict[Role, str] = Field(default_factory=dict)
+    flavor_by_role: dict[Role, str] = Field(default_factory=dict)
+    key_pair: str | None = None
+    ssh_public_key: str | None = None
+    ssh_allowed_cidr: IPv4Network | None = None
+    ssh_user: str = "debian"
+    dns_nameservers: list[IPv4Address] = Field(default_factory=list)
+    python_path: str = "/usr/bin/python3"
 
     # Addressing. Defaults: the student report's working single network, the handout's subnets.
-    network_cidr: CidrNetwork = Field(IPv4Network("10.0.2.0/24"), alias="networkCidr")
-    client_cidr: CidrNetwork = Field(IPv4Network("192.168.1.0/24"), alias="clientCidr")
-    service_cidr: CidrNetwork = Field(IPv4Network("192.168.2.0/24"), alias="serviceCidr")
-    gateway_router_ip: IPv4Address | None = Field(None, alias="gatewayRouterIp")
-    inter_router_client_ip: IPv4Address | None = Field(None, alias="interRouterClientIp")
-    inter_router_service_ip: IPv4Address | None = Field(None, alias="interRouterServiceIp")
+    network_cidr: CidrNetwork = IPv4Network("10.0.2.0/24")
+    client_cidr: CidrNetwork = IPv4Network("192.168.1.0/24")
+    service_cidr: CidrNetwork = IPv4Network("192.168.2.0/24")
+    gateway_router_ip: IPv4Address | None = None
+    inter_router_client_ip: IPv4Address | None = None
+    inter_router_service_ip: IPv4Address | None = None
 
     # Docker.
-    docker_base_image: str = Field("python:3.12-slim", alias="dockerBaseImage")
-    docker_host_port: int = Field(50000, alias="dockerHostPort", ge=1, le=65535)
-    docker_host_address: IPv4Address = Field(IPv4Address("127.0.0.1"), alias="dockerHostAddress")
+    docker_base_image: str = "python:3.12-slim"
+    docker_host_port: int = Field(50000, ge=1, le=65535)
+    docker_host_address: IPv4Address = IPv4Address("127.0.0.1")
 
     @field_validator(
         "external_network",
@@ -152,8 +174,25 @@ class LabConfig(BaseModel):
             raise ValueError("expected an OpenSSH public key line, e.g. 'ssh-ed25519 AAAA... me'")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> LabConfig:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, data: Any, handler: ModelWrapValidatorHandler[LabConfig]) -> LabConfig:
+        # After the fields are valid one by one: the problems that involve several keys, each
+        # located at the key a student changes to fix it.
+        config = handler(data)
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError("lab_config", message),
+                loc=(key,),
+                input=getattr(config, _field_of(key)),
+            )
+            for key, message in config._cross_field_problems()
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return config
+
+    def _cross_field_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         if self.target == "openstack":
             for key, value in (
@@ -173,43 +212,50 @@ class LabConfig(BaseModel):
             problems.append(
                 ("serviceCidr", f"{self.service_cidr} overlaps clientCidr {self.client_cidr}")
             )
-        routers = self.router_addresses()
+        routers = self._router_placements()
         for key, (address, network) in routers.items():
             if message := _usable_address_problem(address, network):
                 problems.append((key, message))
         if (
             self.topology == "client"
-            and routers["gatewayRouterIp"][0] == routers["interRouterClientIp"][0]
+            and routers["gatewayRouterIp"][0] == (routers["interRouterClientIp"][0])
         ):
             problems.append(("interRouterClientIp", "must differ from gatewayRouterIp"))
-        if problems:
-            raise ValueError(_join(problems))
-        return self
+        return problems
 
-    def router_addresses(self) -> dict[str, tuple[IPv4Address, IPv4Network]]:
-        """Each router address of the chosen topology (configured, or the lab's default) and
-        the subnet it sits on, keyed by the config key that sets it."""
+    def _router_placements(self) -> dict[str, tuple[IPv4Address, IPv4Network]]:
+        """Each router address of the chosen topology and the subnet it sits on, by config key
+        (for validation messages only; the topology reads `router_addresses`)."""
         if self.topology == "single":
-            return {
-                "gatewayRouterIp": (
-                    self.gateway_router_ip or _top_of(self.network_cidr, 1),
-                    self.network_cidr,
-                )
-            }
+            return {"gatewayRouterIp": (self.router_addresses().gateway, self.network_cidr)}
+        addresses = self.router_addresses()
+        assert addresses.inter_client is not None
+        assert addresses.inter_service is not None
         return {
-            "gatewayRouterIp": (
-                self.gateway_router_ip or _top_of(self.client_cidr, 1),
-                self.client_cidr,
-            ),
-            "interRouterClientIp": (
-                self.inter_router_client_ip or _top_of(self.client_cidr, 2),
-                self.client_cidr,
-            ),
-            "interRouterServiceIp": (
-                self.inter_router_service_ip or _top_of(self.service_cidr, 1),
-                self.service_cidr,
-            ),
+            "gatewayRouterIp": (addresses.gateway, self.client_cidr),
+            "interRouterClientIp": (addresses.inter_client, self.client_cidr),
+            "interRouterServiceIp": (addresses.inter_service, self.service_cidr),
         }
+
+    def router_addresses(self) -> RouterAddresses:
+        """The routers' addresses: configured, or the handout's .254 / .253 defaults."""
+        if self.topology == "single":
+            return RouterAddresses(self.gateway_router_ip or _top_of(self.network_cidr, 1))
+        return RouterAddresses(
+            gateway=self.gateway_router_ip or _top_of(self.client_cidr, 1),
+            inter_client=self.inter_router_client_ip or _top_of(self.client_cidr, 2),
+            inter_service=self.inter_router_service_ip or _top_of(self.service_cidr, 1),
+        )
+
+    def image_for(self, role: Role) -> str | None:
+        return self.image_by_role.get(role, self.image)
+
+    def flavor_for(self, role: Role) -> str | None:
+        return self.flavor_by_role.get(role, self.flavor)
+
+
+def _field_of(key: str) -> str:
+    return next(name for name, f in LabConfig.model_fields.items() if f.alias == key)
 
 
 def _top_of(network: IPv4Network, offset: int) -> IPv4Address:
@@ -227,13 +273,6 @@ def _usable_address_problem(address: IPv4Address, network: IPv4Network) -> str |
     if first <= address <= last:
         return f"{address} is reserved for the calculator's VMs ({first} to {last})"
     return None
-
-
-_MARK = "\x00"  # separates key from message inside one pydantic error, split again below
-
-
-def _join(problems: list[tuple[str, str]]) -> str:
-    return "\n".join(f"{_MARK}{key}{_MARK}{message}" for key, message in problems)
 
 
 def load_config(raw: Mapping[str, Any], stack: str) -> LabConfig:
@@ -260,7 +299,7 @@ def _decode(value: Any) -> Any:
 
 def _alias_of(field_name: str) -> str:
     field = LabConfig.model_fields.get(field_name)
-    return (field.alias if field and field.alias else field_name) if field else field_name
+    return field.alias if field is not None and field.alias else field_name
 
 
 def _describe(err: ValidationError, values: Mapping[str, Any]) -> str:
@@ -275,10 +314,8 @@ def _describe(err: ValidationError, values: Mapping[str, Any]) -> str:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             lines.append(f"{PROJECT}:{key}: unknown key{hint} (pulumi config rm {key})")
             continue
-        if _MARK in message:
-            for chunk in message.split("\n"):
-                _, key, text = chunk.split(_MARK)
-                lines.append(f"{PROJECT}:{key}: {text}")
+        if item["type"] == "lab_config":
+            lines.append(f"{PROJECT}:{location[0]}: {message}")
             continue
         key = ".".join([_alias_of(location[0]), *location[1:]]) if location else "(config)"
         shown = values.get(location[0]) if location else None

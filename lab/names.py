@@ -57,8 +57,3 @@ def student_labels(student: str) -> dict[str, str]:
 def physical_name(student: str, what: str) -> str:
     """Every cloud or engine object is named `<student>-<what>`, so a class shares a project."""
     return f"{student}-{what}"
-
-
-def cidr_slug(cidr: str) -> str:
-    """A CIDR as a resource-name fragment: 192.168.2.0/24 -> 192-168-2-0-24."""
-    return cidr.replace(".", "-").replace("/", "-")

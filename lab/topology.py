@@ -5,7 +5,7 @@ every address decision lives here and nowhere else. Nothing in this module talks
 
 Addressing conventions (documented in README):
 - a subnet's routers take the top of the range (.254, .253), as in the handout (defaults
-  resolved by `LabConfig.router_addresses`, where they are validated);
+  resolved by `LabConfig.router_addresses`, and validated with the config);
 - the front end takes host .10 of its subnet and the services .11 to .14 of theirs, so the
   front end's service URLs are known before anything is created.
 """
@@ -15,15 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from lab.config import FIRST_NODE_HOST, SERVICE_ROLES, LabConfig, Role
-
-SERVICE_PORTS: dict[Role, int] = {
-    "front": 50000,
-    "sum": 50001,
-    "sub": 50002,
-    "mul": 50003,
-    "div": 50004,
-}
+from lab.config import LabConfig
+from lab.names import FIRST_NODE_HOST, PORTS, SERVICE_ROLES, Role
 
 
 @dataclass(frozen=True)
@@ -132,7 +125,7 @@ def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
         "front",
         front_subnet.key,
         _host(front_subnet.cidr, FIRST_NODE_HOST),
-        SERVICE_PORTS["front"],
+        PORTS["front"],
         exposed=True,
     )
     services = tuple(
@@ -140,7 +133,7 @@ def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
             role,
             service_subnet.key,
             _host(service_subnet.cidr, FIRST_NODE_HOST + i),
-            SERVICE_PORTS[role],
+            PORTS[role],
             exposed=False,
         )
         for i, role in enumerate(SERVICE_ROLES, start=1)
@@ -150,7 +143,7 @@ def _nodes(front_subnet: Subnet, service_subnet: Subnet) -> tuple[Node, ...]:
 
 def single_topology(config: LabConfig) -> Topology:
     """One private network behind a gateway router; the five nodes on it."""
-    gateway_ip, _ = config.router_addresses()["gatewayRouterIp"]
+    gateway_ip = config.router_addresses().gateway
     private = Subnet("private", config.network_cidr, gateway_ip)
     router = Router("gateway", external=True, interfaces=(RouterInterface("private", gateway_ip),))
     return Topology("single", (private,), (router,), _nodes(private, private))
@@ -165,9 +158,11 @@ def client_topology(config: LabConfig) -> Topology:
     router, so replies go back the same way.
     """
     addresses = config.router_addresses()
-    gateway_ip, _ = addresses["gatewayRouterIp"]
-    inter_client_ip, _ = addresses["interRouterClientIp"]
-    inter_service_ip, _ = addresses["interRouterServiceIp"]
+    gateway_ip = addresses.gateway
+    inter_client_ip, inter_service_ip = addresses.inter_client, addresses.inter_service
+    # Both set for the client topology.
+    assert inter_client_ip is not None
+    assert inter_service_ip is not None
     to_services = HostRoute(config.service_cidr, inter_client_ip)
     client = Subnet("client", config.client_cidr, gateway_ip, host_routes=(to_services,))
     service = Subnet("service", config.service_cidr, inter_service_ip)

@@ -35,6 +35,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from lab.names import FRONT, ROLE_LABEL, ROLE_TAG_PREFIX, SERVICE_PORT_RANGE, SSH_PORT
+
 PACK_NAME: Final = "calculator-lab-security"
 
 SEC_GROUP_RULE: Final = "openstack:networking/secGroupRule:SecGroupRule"
@@ -43,12 +45,7 @@ FLOATING_IP_ASSOCIATE: Final = "openstack:networking/floatingIpAssociate:Floatin
 PORT: Final = "openstack:networking/port:Port"
 CONTAINER: Final = "docker:index/container:Container"
 
-ROLE_TAG_PREFIX: Final = "calculator-lab:role="
-ROLE_LABEL: Final = "calculator-lab.role"
-FRONT: Final = "front"
-
-SERVICE_PORTS: Final = (50001, 50004)
-SSH_PORT: Final = 22
+SERVICE_PORTS: Final = SERVICE_PORT_RANGE
 ALL_PORTS: Final = (1, 65535)
 SSH_CONFIG_KEY: Final = "allowSshFromAnywhere"
 

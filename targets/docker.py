@@ -1,9 +1,7 @@
-"""Renders a Topology on the local Docker engine: the calculator image, networks, containers.
+"""The Docker target: the model's Docker plan (lab/docker_plan.py) handed to the components.
 
-The same Topology as the OpenStack target, drawn with other materials: subnets become bridge
-networks with the same CIDRs, VMs become containers at the same fixed addresses, the
-inter-subnet router becomes a forwarding container, and the floating IP becomes the one port
-published on the host (`dockerHostAddress:dockerHostPort`).
+The mirror image of targets/openstack.py: the plan says what every network and container is;
+this module builds the calculator image and translates the plan into the components' specs.
 """
 
 from __future__ import annotations
@@ -13,15 +11,20 @@ import os
 from pathlib import Path
 
 from components.calculator_containers import (
+    BridgeSpec,
     CalculatorContainers,
     CalculatorContainersArgs,
     CalculatorImage,
     CalculatorImageArgs,
+    ContainerSpec,
     LabNetworks,
     LabNetworksArgs,
+    PublishedPort,
 )
 from lab.cloud_init import APP_DIR, AppFile, app_files
 from lab.config import LabConfig
+from lab.docker_plan import ContainerPlan, plan_docker
+from lab.names import physical_name
 from lab.topology import Topology
 from targets.outputs import StackOutputs
 
@@ -49,7 +52,7 @@ def image_tag(files: tuple[AppFile, ...], recipe: dict[str, bytes], base_image: 
 
 def image_name(student: str, tag: str) -> str:
     # One repository per student, so two stacks on one engine never touch each other's image.
-    return f"{IMAGE_REPOSITORY}-{student}:{tag}"
+    return f"{physical_name(IMAGE_REPOSITORY, student)}:{tag}"
 
 
 def build_context(app_dir: Path = APP_DIR, cwd: Path | None = None) -> str:
@@ -72,34 +75,37 @@ def reachable_host(published_on: str) -> str:
 
 
 def deploy_docker(config: LabConfig, topology: Topology) -> StackOutputs:
-    student = config.student
-    labels = {"calculator-lab.student": student}
+    plan = plan_docker(config, topology)
     recipe = {name: (APP_DIR / name).read_bytes() for name in RECIPE_FILES}
     tag = image_tag(app_files(), recipe, config.docker_base_image)
 
     image = CalculatorImage(
         "calculator-image",
         CalculatorImageArgs(
-            image_name=image_name(student, tag),
+            image_name=image_name(config.student, tag),
             context=build_context(),
             base_image=config.docker_base_image,
-            labels=labels,
+            labels=plan.labels,
         ),
     )
     networks = LabNetworks(
-        "networks", LabNetworksArgs(student=student, topology=topology, labels=labels)
+        "networks",
+        LabNetworksArgs(
+            networks=[
+                BridgeSpec(n.key, n.name, n.cidr, n.gateway, n.internal) for n in plan.networks
+            ],
+            public_name=plan.public_network,
+            labels=plan.labels,
+        ),
     )
     containers = CalculatorContainers(
         "calculator",
         CalculatorContainersArgs(
-            student=student,
-            topology=topology,
+            routers=[_container_spec(c) for c in plan.routers],
+            nodes=[_container_spec(c) for c in plan.nodes],
             image_id=image.image_id,
             networks=networks.names,
             public_network=networks.public_name,
-            host_address=str(config.docker_host_address),
-            host_port=config.docker_host_port,
-            labels=labels,
         ),
     )
     port = config.docker_host_port
@@ -110,4 +116,28 @@ def deploy_docker(config: LabConfig, topology: Topology) -> StackOutputs:
         frontend_address=containers.frontend_address,
         floating_ips=containers.floating_ips,
         private_ips=containers.private_ips,
+    )
+
+
+def _container_spec(plan: ContainerPlan) -> ContainerSpec:
+    published = plan.published
+    return ContainerSpec(
+        key=plan.key,
+        name=plan.name,
+        hostname=plan.hostname,
+        command=plan.command,
+        user=plan.user,
+        env=plan.env,
+        attachments=plan.attachments,
+        health=plan.health,
+        labels=plan.labels,
+        capabilities=plan.capabilities,
+        sysctls=plan.sysctls,
+        published=(
+            PublishedPort(published.internal, published.external, published.host_address)
+            if published is not None
+            else None
+        ),
+        after_routers=plan.after_routers,
+        image=plan.image,
     )

@@ -1,27 +1,39 @@
-"""Renders a Topology as OpenStack resources: networks, routers, and the calculator tier."""
+"""The OpenStack target: the model (topology and lab/openstack_plan.py) handed to the components.
+
+The mirror image of targets/docker.py: subnets become PrivateNetworks, routers GatewayRouters,
+and the plan's VMs the CalculatorTier's nodes.
+"""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_openstack as openstack
 
-from components.calculator_tier import CalculatorTier, CalculatorTierArgs, SubnetRef
+from components.calculator_tier import (
+    CalculatorTier,
+    CalculatorTierArgs,
+    IngressRule,
+    SubnetRef,
+    TierNode,
+)
 from components.gateway_router import GatewayRouter, GatewayRouterArgs, RouterPortSpec
 from components.private_network import PrivateNetwork, PrivateNetworkArgs
-from lab.config import ROLES, LabConfig
+from lab.config import LabConfig
+from lab.names import physical_name, student_tag
+from lab.openstack_plan import VmPlan, plan_vms
 from lab.topology import Topology
 from targets.outputs import StackOutputs
 
 
 def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
     student = config.student
-    tags = [f"calculator-lab:student={student}"]
+    tags = [student_tag(student)]
 
     networks = {
         subnet.key: PrivateNetwork(
             subnet.key,
             PrivateNetworkArgs(
-                physical_name=f"{student}-{subnet.key}",
+                physical_name=physical_name(student, subnet.key),
                 cidr=str(subnet.cidr),
                 gateway_ip=str(subnet.gateway_ip),
                 dhcp_pool=(str(subnet.dhcp_pool[0]), str(subnet.dhcp_pool[1])),
@@ -38,7 +50,7 @@ def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
         GatewayRouter(
             f"{router.key}-router",
             GatewayRouterArgs(
-                physical_name=f"{student}-{router.key}",
+                physical_name=physical_name(student, router.key),
                 external_network_id=external_network_id if router.external else None,
                 interfaces=[
                     RouterPortSpec(
@@ -59,28 +71,20 @@ def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
     key_pair: pulumi.Input[str] | None = config.key_pair
     if config.ssh_public_key:
         key_pair = openstack.compute.Keypair(
-            "ssh-key", name=f"{student}-key", public_key=config.ssh_public_key
+            "ssh-key", name=physical_name(student, "key"), public_key=config.ssh_public_key
         ).name
 
-    # LabConfig guarantees these for the openstack target; the checks narrow the types.
+    # LabConfig guarantees it for the openstack target; the check narrows the type.
     assert config.external_network is not None
-    assert config.image is not None
-    assert config.flavor is not None
+    subnets = {key: SubnetRef(n.network_id, n.subnet_id) for key, n in networks.items()}
     tier = CalculatorTier(
         "calculator",
         CalculatorTierArgs(
-            student=student,
-            topology=topology,
-            subnets={
-                key: SubnetRef(network.network_id, network.subnet_id)
-                for key, network in networks.items()
-            },
-            image_by_role={role: config.image_by_role.get(role, config.image) for role in ROLES},
-            flavor_by_role={role: config.flavor_by_role.get(role, config.flavor) for role in ROLES},
+            nodes=[
+                _tier_node(vm, subnets[vm.subnet], student) for vm in plan_vms(config, topology)
+            ],
             floating_ip_pool=config.external_network,
             key_pair=key_pair,
-            ssh_allowed_cidr=str(config.ssh_allowed_cidr) if config.ssh_allowed_cidr else None,
-            python=config.python_path,
             floating_ip_depends_on=routers,
         ),
     )
@@ -99,3 +103,19 @@ def _external_network_id(config: LabConfig) -> pulumi.Input[str]:
         return config.external_network_id
     # Only when no id is configured: this look-up needs a live cloud even for a preview.
     return openstack.networking.get_network_output(name=config.external_network).id
+
+
+def _tier_node(vm: VmPlan, subnet: SubnetRef, student: str) -> TierNode:
+    return TierNode(
+        key=vm.role,
+        physical_name=vm.name,
+        description=f"calculator {vm.role} ({student})",
+        subnet=subnet,
+        fixed_ip=vm.fixed_ip,
+        image_name=vm.image,
+        flavor_name=vm.flavor,
+        user_data=vm.user_data,
+        ingress=[IngressRule(r.key, r.port, r.from_cidr, r.from_role) for r in vm.ingress],
+        exposed=vm.exposed,
+        tags=vm.tags,
+    )

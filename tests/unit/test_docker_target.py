@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from components.calculator_containers import (
+from lab.cloud_init import APP_DIR, app_files
+from lab.config import LabConfig
+from lab.docker_plan import (
     UNPRIVILEGED,
     container_routes,
     docker_gateway,
     environment_list,
     node_command,
 )
-from lab.cloud_init import APP_DIR, app_files
-from lab.config import LabConfig
 from lab.topology import HostRoute, build_topology
 from targets.docker import build_context, image_name, image_tag
 from tests.unit.program import Program, run
