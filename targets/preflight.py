@@ -16,6 +16,7 @@ connection failures into one `CloudUnreachable` naming the cloud, the user and t
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -480,7 +481,15 @@ def connect(env: Mapping[str, str], provider: Mapping[str, str]) -> tuple[Any, s
     if str(provider.get("insecure", "")).lower() == "true":
         arguments["verify"] = False
     cloud = arguments.get("cloud") or env.get("OS_CLOUD") or ""
-    described = f"cloud '{cloud}'" if cloud else "the cloud of the OS_* variables"
+    described = (
+        f"cloud '{cloud}'"
+        if cloud
+        else "the cloud of the openstack:* settings"
+        if arguments.get("auth_url")
+        else "the cloud of the OS_* variables"
+    )
+    # keystoneauth logs a warning of its own before failing; the error below says it all.
+    logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     try:
         conn = openstack.connect(**arguments)
     except (os_exc.ConfigException, ks_exc.ClientException) as err:
@@ -491,19 +500,29 @@ def connect(env: Mapping[str, str], provider: Mapping[str, str]) -> tuple[Any, s
     who = f"{described} (user {user or '?'}, auth URL {url})"
     try:
         conn.authorize()
-    except ks_exc.Unauthorized as err:
-        raise CloudUnreachable(
-            f"OpenStack refused the credentials of {who}: {_first_line(err)}; check the"
-            " password, user and project (openrc, clouds.yaml or openstack:* config)"
-        ) from None
-    except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure) as err:
-        raise CloudUnreachable(
-            f"OpenStack cannot be reached for {who}: {_first_line(err)}; check the auth URL"
-            " and that the cloud is up"
-        ) from None
     except (ks_exc.ClientException, os_exc.SDKException) as err:
-        raise CloudUnreachable(f"OpenStack: cannot log in to {who}: {_first_line(err)}") from None
+        chain = _chain(err)
+        reason = _first_line(chain[-1])
+        if any(isinstance(e, ks_exc.Unauthorized) for e in chain) or "401" in str(err):
+            raise CloudUnreachable(
+                f"OpenStack refused the credentials of {who}: {reason}; check the password,"
+                " user and project (openrc, clouds.yaml or openstack:* config)"
+            ) from None
+        if any(isinstance(e, (ks_exc.ConnectionError, ks_exc.DiscoveryFailure)) for e in chain):
+            raise CloudUnreachable(
+                f"OpenStack cannot be reached for {who}: {reason}; check the auth URL and"
+                " that the cloud is up"
+            ) from None
+        raise CloudUnreachable(f"OpenStack: cannot log in to {who}: {reason}") from None
     return conn, who
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """The exception and its causes, outermost first (the last is the root cause)."""
+    chain = [err]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
+        chain.append(cause)
+    return chain
 
 
 def _first_line(err: BaseException) -> str:
