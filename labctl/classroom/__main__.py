@@ -1,0 +1,3 @@
+from labctl.classroom.commands import main
+
+main()

@@ -1,0 +1,76 @@
+"""The class's preflight: targets/preflight.py's checks (the ones every stack's own `up` runs)
+over the whole class at once, read once from the cloud.
+
+What is wrong for some students only (a missing image, flavor or key pair they name, a
+student id held by another stack) keeps those students out of the run and names them; the
+others go ahead. What concerns the class as a whole (the quota, an unreachable cloud) refuses
+the whole run before anything is created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from labctl.classroom.roster import Roster, Student
+from targets import preflight
+
+# Problems with these keys concern every student: the run is refused.
+CLASS_WIDE_KEYS = frozenset({"quota"})
+
+
+@dataclass(frozen=True)
+class ClassPreflight:
+    cloud: str
+    report: preflight.Report | None  # None: no OpenStack student, nothing to check
+    refused: str | None = None  # why the whole class is refused, if it is
+    per_student: Mapping[str, list[str]] = field(default_factory=dict)  # id -> problems
+
+    @property
+    def shortfalls(self) -> list[preflight.QuotaRow]:
+        return [row for row in self.report.quota if row.short] if self.report else []
+
+
+def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> ClassPreflight:
+    """Check `students` (the ones this run will create things for) against the cloud."""
+    stacks = [(s.stack, s.config) for s in students if s.config.target == "openstack"]
+    if not stacks:
+        return ClassPreflight("", None)
+    try:
+        conn, cloud = preflight.connect(env, {})
+    except preflight.CloudUnreachable as err:
+        return ClassPreflight("", None, refused=str(err))
+    try:
+        report = preflight.check(preflight.read_cloud(conn, cloud), stacks)
+    finally:
+        conn.close()
+    lines = {s.stack: s.line for s in roster.students}
+    per_student: dict[str, list[str]] = {}
+    class_wide: list[str] = []
+    for problem in report.problems:
+        if problem.key in CLASS_WIDE_KEYS:
+            class_wide.append(problem.render())
+            continue
+        for stack in problem.stacks:
+            text = f"{problem.key}: {problem.message}"
+            if problem.available:
+                text += "; available: " + ", ".join(problem.available)
+            per_student.setdefault(stack, []).append(f"line {lines.get(stack, '?')}: {text}")
+    refused = "\n".join(class_wide) if class_wide else None
+    return ClassPreflight(cloud, report, refused, per_student)
+
+
+def quota_table(result: ClassPreflight, *, all_rows: bool = False) -> Table:
+    """Resource, need, free (and limit, used): the shortfalls, or every row."""
+    grid = Table(title=f"quota on {result.cloud}", title_justify="left")
+    for column in ("resource", "need", "free", "limit", "used"):
+        grid.add_column(column, justify="left" if column == "resource" else "right")
+    rows = result.report.quota if result.report and all_rows else result.shortfalls
+    for row in rows:
+        free = "unlimited" if row.free is None else str(row.free)
+        limit = "unlimited" if row.limit == preflight.UNLIMITED else str(row.limit)
+        style = "red" if row.short else ""
+        grid.add_row(row.resource, str(row.need), free, limit, str(row.used), style=style)
+    return grid

@@ -1,0 +1,396 @@
+"""Runs one operation over a class's stacks: a bounded pool of workers, one student each.
+
+Each worker drives one student's stack through the Automation API (`Stack.up/preview/refresh/
+destroy`), never shelling out to `pulumi` itself, and records the result in the student's
+`Outcome`; an exception in one student's run is that student's error, never the others'.
+
+Converging re-runs: `up` skips a student whose last update succeeded with the values the roster
+gives now (the stack's own history says so), refreshes first when the last operation did not
+succeed (an interrupted or failed `up` may have left pending operations), and runs a plain `up`
+otherwise. `destroy` skips stacks that are not in the backend.
+
+Ctrl-C: queued students are not started. The terminal sends SIGINT to the whole foreground
+process group, so each running `pulumi` receives it too and cancels its update itself: it
+lets the resource operations in flight finish, writes the state and releases the stack's
+lock (its providers run in their own process groups and are not interrupted). The console
+waits for that and reports those students as `cancelled`. The Automation API's
+`Stack.cancel()` is not used: on a file or object-store backend it only deletes the lock while
+the update goes on. A second Ctrl-C makes `pulumi` stop at once; the next `up` refreshes
+those stacks before updating them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pulumi.automation import (
+    CommandError,
+    EngineEvent,
+    LocalWorkspace,
+    OpType,
+    Stack,
+    UpdateSummary,
+)
+
+from labctl.classroom import workspace as class_ws
+from labctl.classroom.report import ClassReport, Outcome, one_line
+from labctl.classroom.roster import Roster, Student
+
+Operation = Literal["up", "preview", "refresh", "destroy", "status"]
+HealthCheck = Callable[[str], str]
+
+# Steps that change nothing; the live table shows the others.
+_QUIET_OPS = {OpType.SAME, OpType.READ}
+
+
+@dataclass
+class RunContext:
+    """What every worker shares: the workspace, the stacks found in the backend, the stop flag."""
+
+    ws: LocalWorkspace
+    existing: Mapping[str, Any]
+    health: HealthCheck | None = None
+    extra_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    force: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+# --- progress from the engine's events -------------------------------------------------------
+
+
+class _Progress:
+    """Turns a stack operation's engine events into the live table's step and a one-line error."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.done = 0
+        self.errors: list[str] = []
+        self.lines: list[str] = []
+
+    def on_event(self, event: EngineEvent) -> None:
+        if (pre := event.resource_pre_event) is not None:
+            meta = pre.metadata
+            if meta.op not in _QUIET_OPS:
+                name = meta.urn.rsplit("::", 1)[-1]
+                self.outcome.detail = f"{self.done} done · {meta.op.value} {name}"
+        elif event.res_outputs_event is not None:
+            self.done += 1
+        elif (diag := event.diagnostic_event) is not None and diag.severity == "error":
+            self.errors.append(diag.message)
+        elif (summary := event.summary_event) is not None:
+            self.outcome.changes = {
+                op.value if isinstance(op, OpType) else str(op): count
+                for op, count in summary.resource_changes.items()
+            }
+
+    def on_output(self, line: str) -> None:
+        self.lines.append(line)
+        del self.lines[:-50]
+
+    def error(self, err: BaseException) -> str:
+        """The most telling error line: a resource's diagnostic, else the CLI's `error:` line."""
+        specific = [e for e in self.errors if "update failed" not in e and e.strip()]
+        if specific:
+            return specific[0]
+        if self.errors:
+            return self.errors[0]
+        text = str(err)
+        if isinstance(err, CommandError):
+            for line in text.splitlines():
+                if line.strip().startswith("error:"):
+                    return line.strip().removeprefix("error:").strip()
+        return text
+
+
+# --- one student -----------------------------------------------------------------------------
+
+
+def _history(stack: Stack) -> UpdateSummary | None:
+    entries = stack.history(page_size=1, show_secrets=False)
+    return entries[0] if entries else None
+
+
+def _canonical(value: Any) -> str:
+    # Stack history keeps config as strings (maps as JSON); the roster has YAML values.
+    if isinstance(value, str):
+        if value[:1] in ("[", "{"):
+            try:
+                return json.dumps(json.loads(value), sort_keys=True)
+            except json.JSONDecodeError:
+                return value
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def is_done(last: UpdateSummary | None, values: Mapping[str, Any]) -> bool:
+    """True when the stack's last operation was a successful `up` with exactly these values."""
+    if last is None or last.kind != "update" or last.result != "succeeded":
+        return False
+    prefix = "calculator-lab:"
+    recorded = {
+        key.removeprefix(prefix): _canonical(config.value)
+        for key, config in last.config.items()
+        if key.startswith(prefix)
+    }
+    return recorded == {key: _canonical(value) for key, value in values.items()}
+
+
+def _url(stack: Stack) -> str | None:
+    outputs = stack.outputs()
+    value = outputs["calculatorUrl"].value if "calculatorUrl" in outputs else None
+    return str(value) if value else None
+
+
+def _after_deploy(ctx: RunContext, stack: Stack, outcome: Outcome) -> None:
+    outcome.url = _url(stack)
+    if ctx.health is not None and outcome.url:
+        outcome.detail = "health check"
+        outcome.health = ctx.health(outcome.url)
+
+
+def _run_engine(
+    ctx: RunContext, outcome: Outcome, action: str, call: Callable[[_Progress], object]
+) -> bool:
+    """Run one engine operation; False (with the outcome finished) when it failed."""
+    if ctx.stop.is_set():
+        outcome.finish("not started")
+        return False
+    progress = _Progress(outcome)
+    outcome.start(action)
+    try:
+        call(progress)
+    except CommandError as err:
+        cancelled = ctx.stop.is_set() or any("cancel" in line for line in progress.lines[-5:])
+        outcome.finish("cancelled" if cancelled else "failed", progress.error(err))
+        return False
+    return True
+
+
+def run_student(ctx: RunContext, operation: Operation, student: Student, outcome: Outcome) -> None:
+    """One student's operation, start to finish; every failure ends up in `outcome`."""
+    if ctx.stop.is_set():
+        outcome.finish("not started")
+        return
+    try:
+        _OPERATIONS[operation](ctx, student, outcome)
+    except CommandError as err:
+        outcome.finish("failed", _Progress(outcome).error(err))
+    except Exception as err:  # one student's failure never stops the others
+        outcome.finish("failed", f"{type(err).__name__}: {err}")
+
+
+def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
+    return {**student.values, **ctx.extra_config.get(student.id, {})}
+
+
+def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    exists = student.stack in ctx.existing
+    outcome.start("select" if exists else "create")
+    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
+    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    refresh = False
+    if exists:
+        last = _history(stack)
+        if not ctx.force and is_done(last, _values(ctx, student)):
+            outcome.start("none (done)")
+            _after_deploy(ctx, stack, outcome)
+            outcome.finish("deployed")
+            return
+        refresh = last is not None and last.result != "succeeded"
+    action = "up --refresh" if refresh else "up"
+    ok = _run_engine(
+        ctx,
+        outcome,
+        action,
+        lambda p: stack.up(
+            refresh=refresh, color="never", on_output=p.on_output, on_event=p.on_event
+        ),
+    )
+    if ok:
+        _after_deploy(ctx, stack, outcome)
+        outcome.finish("deployed")
+
+
+def _preview(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    exists = student.stack in ctx.existing
+    outcome.start("preview")
+    # A preview leaves nothing behind: a stack made for it is removed again.
+    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
+    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    try:
+        ok = _run_engine(
+            ctx,
+            outcome,
+            "preview",
+            lambda p: stack.preview(color="never", on_output=p.on_output, on_event=p.on_event),
+        )
+    finally:
+        if not exists:
+            ctx.ws.remove_stack(student.stack)
+            class_ws.remove_stack_file(ctx.ws, student.stack)
+    if ok:
+        outcome.finish("previewed")
+
+
+def _refresh(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    if student.stack not in ctx.existing:
+        outcome.start("none")
+        outcome.finish("absent")
+        return
+    stack = class_ws.stack(ctx.ws, student.stack, create=False)
+    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    ok = _run_engine(
+        ctx,
+        outcome,
+        "refresh",
+        lambda p: stack.refresh(color="never", on_output=p.on_output, on_event=p.on_event),
+    )
+    if ok:
+        _after_deploy(ctx, stack, outcome)
+        outcome.finish("refreshed")
+
+
+def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    if student.stack not in ctx.existing:
+        outcome.start("none")
+        outcome.finish("absent")
+        class_ws.remove_stack_file(ctx.ws, student.stack)
+        return
+    outcome.start("destroy")
+    stack = class_ws.stack(ctx.ws, student.stack, create=False)
+    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    last = _history(stack)
+    refresh = last is not None and last.result != "succeeded"
+    ok = _run_engine(
+        ctx,
+        outcome,
+        "destroy --refresh" if refresh else "destroy",
+        lambda p: stack.destroy(
+            refresh=refresh, color="never", on_output=p.on_output, on_event=p.on_event
+        ),
+    )
+    if ok:
+        ctx.ws.remove_stack(student.stack)
+        class_ws.remove_stack_file(ctx.ws, student.stack)
+        outcome.finish("destroyed")
+
+
+def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    outcome.start("status")
+    summary = ctx.existing.get(student.stack)
+    if summary is None:
+        outcome.finish("absent")
+        return
+    if summary.update_in_progress:
+        outcome.finish("busy", "an update is running on this stack")
+        return
+    stack = class_ws.stack(ctx.ws, student.stack, create=False)
+    last = _history(stack)
+    if last is None:
+        outcome.finish("absent")
+    elif last.result == "in-progress":
+        outcome.finish("interrupted", f"last {last.kind} never finished: run lab class up")
+    elif last.result != "succeeded":
+        outcome.finish("failed", f"last {last.kind} {last.result}: {last.message or ''}".strip())
+    elif last.kind == "destroy" or not summary.resource_count:
+        outcome.finish("absent")
+    else:
+        _after_deploy(ctx, stack, outcome)
+        stale = not is_done(last, _values(ctx, student)) if last.kind == "update" else False
+        outcome.finish("deployed", "roster changed since: run lab class up" if stale else None)
+
+
+_OPERATIONS: dict[Operation, Callable[[RunContext, Student, Outcome], None]] = {
+    "up": _up,
+    "preview": _preview,
+    "refresh": _refresh,
+    "destroy": _destroy,
+    "status": _status,
+}
+
+
+# --- the class -------------------------------------------------------------------------------
+
+
+def outcomes_for(roster: Roster) -> list[Outcome]:
+    return [Outcome(s.id, s.stack, s.config.topology, s.config.target) for s in roster.students]
+
+
+def run_class(
+    ctx: RunContext,
+    operation: Operation,
+    roster: Roster,
+    report: ClassReport,
+    *,
+    workers: int,
+    tick: Callable[[], None] = lambda: None,
+    interval: float = 0.25,
+) -> ClassReport:
+    """Run `operation` for every student with at most `workers` at a time.
+
+    `tick` is called from this (the main) thread while waiting, to redraw the live table.
+    A KeyboardInterrupt while waiting stops the queue and waits for the running students.
+    """
+    by_id = {o.student: o for o in report.outcomes}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="student")
+    futures: list[Future[None]] = [
+        pool.submit(run_student, ctx, operation, s, by_id[s.id]) for s in roster.students
+    ]
+    running_at_stop: Sequence[str] = ()
+    try:
+        while not all(f.done() for f in futures):
+            try:
+                tick()
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                if not ctx.stop.is_set():
+                    ctx.stop.set()
+                    report.interrupted = True
+                    running_at_stop = [o.student for o in report.outcomes if o.state == "running"]
+    finally:
+        pool.shutdown(wait=True)
+        report.finished = time.monotonic()
+        tick()
+    if report.interrupted:
+        report.notes.extend(_interruption_notes(report, running_at_stop))
+    return report
+
+
+def _interruption_notes(report: ClassReport, running: Sequence[str]) -> list[str]:
+    states = {o.student: o.state for o in report.outcomes}
+    finished = [s for s in running if states[s] not in ("cancelled", "failed")]
+    cancelled = [s for s in running if states[s] == "cancelled"]
+    skipped = [s for s, st in states.items() if st == "not started"]
+    notes = ["interrupted (Ctrl-C): no student was started after it"]
+    if cancelled:
+        notes.append(
+            "cancelled by Pulumi (operations in flight finished, state saved): "
+            + ", ".join(cancelled)
+        )
+    if finished:
+        notes.append("running at Ctrl-C and finished anyway: " + ", ".join(finished))
+    if skipped:
+        notes.append("not started: " + ", ".join(skipped))
+    notes.append("run the same command again to converge")
+    return notes
+
+
+def default_workers(students: int) -> int:
+    """Measured on the 2-core test machine (docs/class.md): see DEFAULT_WORKERS."""
+    return max(1, min(DEFAULT_WORKERS, students))
+
+
+DEFAULT_WORKERS = 3
+
+
+__all__ = ["ClassReport", "Outcome", "RunContext", "default_workers", "one_line", "run_class"]

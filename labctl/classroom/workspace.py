@@ -1,0 +1,147 @@
+"""Where a class's stacks run: an Automation API workspace outside the checkout.
+
+The Automation API's LocalWorkspace keeps `Pulumi.<stack>.yaml` files in its `work_dir`. A class's
+stack files are derived from the roster, so they belong under the cache, never in the checkout:
+the work_dir is `<cache>/classes/<class>-<hash>/`, holding a copy of the project file whose
+`main` is the checkout (absolute, which the engine accepts) and whose virtualenv is the
+checkout's. The program that runs is the checkout's own; only the settings live outside.
+
+Stack selection is always explicit: every operation passes `--stack`, and the workspace never
+runs `pulumi stack select` (its `select_stack` only checks that the stack exists and
+`create_stack` passes `--no-select`), so nothing changes which stack plain `pulumi` commands use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
+
+from lab.names import PROJECT
+from labctl import toolchain, workspace
+from labctl.classroom.roster import Roster, Student
+from labctl.paths import ROOT, cache_dir
+
+
+class ExplicitWorkspace(LocalWorkspace):
+    """A LocalWorkspace that never changes the selected stack."""
+
+    def select_stack(self, stack_name: str) -> None:
+        # `pulumi stack --stack NAME` fails when the stack does not exist, as select would.
+        self._run_pulumi_cmd_sync(["stack", "--stack", stack_name])
+
+    def create_stack(self, stack_name: str) -> None:
+        args = ["stack", "init", stack_name, "--no-select"]
+        if self.secrets_provider:
+            args += ["--secrets-provider", self.secrets_provider]
+        self._run_pulumi_cmd_sync(args)
+
+
+def class_dir(roster: Roster) -> Path:
+    """The class's work_dir under the cache: one per roster file (by its absolute path)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", roster.name.lower()).strip("-") or "class"
+    digest = hashlib.sha256(str(roster.path.resolve()).encode()).hexdigest()[:8]
+    return cache_dir() / "classes" / f"{slug}-{digest}"
+
+
+def pulumi_environment(targets: set[str]) -> dict[str, str]:
+    """The toolchain's environment (built when missing), with a Docker engine if a student
+    deploys on Docker."""
+    env = toolchain.ensure(targets)
+    if "docker" in targets:
+        env = workspace.ensure_docker(env)
+    return env
+
+
+def _pulumi_root(env: Mapping[str, str]) -> str:
+    found = shutil.which("pulumi", path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError("no `pulumi` on the toolchain's PATH (tools/pulumi-toolchain)")
+    return str(Path(found).resolve().parent.parent)  # PulumiCommand wants ROOT with bin/pulumi
+
+
+def _project_file() -> dict[str, Any]:
+    project: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project["main"] = str(ROOT)
+    options = project.setdefault("runtime", {}).setdefault("options", {})
+    venv = options.get("virtualenv")
+    if venv and not Path(venv).is_absolute():
+        options["virtualenv"] = str(ROOT / venv)
+    return project
+
+
+def open_workspace(roster: Roster, env: Mapping[str, str]) -> ExplicitWorkspace:
+    """The class's workspace: its directory made, the project file written (from the
+    checkout's, every time, so a changed project file is picked up)."""
+    work_dir = class_dir(roster)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "Pulumi.yaml").write_text(
+        f"# Written by `lab class` from {ROOT / 'Pulumi.yaml'}; rewritten on every run.\n"
+        + yaml.safe_dump(_project_file(), sort_keys=False)
+    )
+    (work_dir / "roster-path").write_text(f"{roster.path.resolve()}\n")
+    return ExplicitWorkspace(
+        work_dir=str(work_dir),
+        env_vars=dict(env),
+        pulumi_command=PulumiCommand(root=_pulumi_root(env), skip_version_check=True),
+    )
+
+
+def stack_file(ws: LocalWorkspace, stack: str) -> Path:
+    return Path(ws.work_dir) / f"Pulumi.{stack}.yaml"
+
+
+def write_stack_config(
+    ws: LocalWorkspace, student: Student, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write the student's values into their stack file in the class directory.
+
+    What `pulumi stack init` put there (the passphrase's salt, a secrets provider) is kept;
+    `config` is replaced whole, so a key removed from the roster is removed from the stack.
+    """
+    path = stack_file(ws, student.stack)
+    document: dict[str, Any] = {}
+    if path.is_file():
+        document = yaml.safe_load(path.read_text()) or {}
+    values = {**student.values, **(extra or {})}
+    document["config"] = {f"{PROJECT}:{key}": value for key, value in values.items()}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def remove_stack_file(ws: LocalWorkspace, stack: str) -> None:
+    stack_file(ws, stack).unlink(missing_ok=True)
+
+
+def existing_stacks(ws: LocalWorkspace) -> dict[str, Any]:
+    """The project's stacks in the backend, by name (one `pulumi stack ls`)."""
+    return {summary.name: summary for summary in ws.list_stacks()}
+
+
+def stack(ws: LocalWorkspace, name: str, *, create: bool) -> Stack:
+    """The stack, selected explicitly; created first when asked."""
+    if create:
+        return Stack.create_or_select(name, ws)
+    return Stack.select(name, ws)
+
+
+def docker_base_images(students: Iterable[Student], env: Mapping[str, str]) -> dict[str, str]:
+    """Per Docker student, the local base image to use when theirs cannot be had."""
+    overrides: dict[str, str] = {}
+    decided: dict[str, str | None] = {}
+    for student in students:
+        if student.config.target != "docker":
+            continue
+        base = student.config.docker_base_image
+        if base not in decided:
+            decided[base] = workspace.base_image_override(student.config, dict(env))
+        if (local := decided[base]) is not None:
+            overrides[student.id] = local
+    return overrides
