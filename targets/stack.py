@@ -48,4 +48,8 @@ def main() -> None:
         from targets.docker import deploy_docker
 
         outputs = deploy_docker(config, topology)
-    outputs.export(topology.name, config.target)
+    outputs.export(
+        topology.name,
+        config.target,
+        ssh_user=config.ssh_user if config.target == "openstack" else None,
+    )
