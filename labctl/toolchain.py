@@ -1,32 +1,324 @@
-"""The Pulumi toolchain a command needs, and the environment that makes `pulumi` use it.
+"""The Pulumi toolchain a stack needs, and the environment in which `pulumi` runs.
 
-Today it is built from Go modules by tools/pulumi-toolchain/build (cached outside the checkout)
-and described by scripts/pulumi-env.
+What is installed comes first: a `pulumi` CLI (3.x) on PATH or where Pulumi's installer puts it
+(~/.pulumi/bin), and the provider plugins at the exact versions the pip SDKs ask for
+(their pulumi-plugin.json) in the user's PULUMI_HOME (~/.pulumi), or installed there now with
+`pulumi plugin install` where the network allows. Whatever is still missing is built from Go
+modules by tools/pulumi-toolchain/build into the cache outside the checkout, which is the whole
+toolchain on a machine without Pulumi (ours: no download site is reachable).
+
+An installed CLI keeps the language host installed beside it (the official install ships its
+own pulumi-language-python for its version); ours (tools/pulumi-toolchain/language-host) is
+built only when the chosen CLI has none beside it or on PATH.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
 
-from labctl.paths import ROOT
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from labctl import workspace
+from labctl.paths import ROOT, cache_dir
+
+BUILD = ROOT / "tools/pulumi-toolchain/build"
+LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
 
 # What each target's stacks need besides the CLI and the language host.
 PROVIDERS = {"docker": "docker", "openstack": "openstack"}
 
+# Cold build of each target on this project's 2-core machine, measured with an empty cache while
+# nothing else ran (tools/pulumi-toolchain/README.md, "Cost"): told to the user before a build.
+COLD_SECONDS = {"pulumi": 200, "language-python": 40, "docker": 150, "openstack": 120}
+NAMES = {
+    "pulumi": "pulumi CLI",
+    "language-python": "Python language host",
+    "docker": "docker provider",
+    "openstack": "openstack provider",
+}
 
-def ensure(targets: set[str]) -> dict[str, str]:
-    """Build what is missing for stacks of these targets; return the environment to run in."""
-    wanted = ["pulumi", "language-python", *sorted(PROVIDERS[t] for t in targets)]
-    subprocess.run([ROOT / "tools/pulumi-toolchain/build", *wanted], check=True)
-    return pulumi_environment()
+# `pulumi plugin install` of a missing plugin, where the network allows; here it fails at once.
+PLUGIN_INSTALL_TIMEOUT = 120
+
+console = Console(stderr=True, highlight=False)
+
+Builder = Callable[[list[str], Mapping[str, str]], None]
+
+
+@dataclass(frozen=True)
+class Built:
+    """Where tools/pulumi-toolchain/build puts things for the pinned versions (lib.sh)."""
+
+    bin_dir: Path
+    pulumi_home: Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which toolchain a command runs with, and what must be built for it."""
+
+    cli: Path | None  # an installed CLI, or None: ours, built from source
+    pulumi_home: Path  # where the provider plugins are
+    build: list[str]  # targets for tools/pulumi-toolchain/build, in its order
+    reason: str  # why, in a few words, for the one-line report
+
+    def summary(self) -> str:
+        """The one line that says which path was taken."""
+        if not self.build:
+            return f"pulumi: using the installed {self.cli} and plugins in {self.pulumi_home}"
+        what = ", ".join(NAMES[t] for t in self.build)
+        if self.cli is None:
+            return f"pulumi: using our build from Go modules ({what}): {self.reason}"
+        return (
+            f"pulumi: using the installed {self.cli} with our build from Go modules ({what}): "
+            f"{self.reason}"
+        )
+
+
+def plugin_versions(providers: Iterable[str]) -> dict[str, str]:
+    """The exact plugin version each pip provider SDK asks the engine for."""
+    versions = {}
+    for name in providers:
+        spec = find_spec(f"pulumi_{name}")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"pulumi_{name} is not installed in {sys.prefix}")
+        plugin_json = Path(next(iter(spec.submodule_search_locations))) / "pulumi-plugin.json"
+        versions[name] = str(json.loads(plugin_json.read_text())["version"])
+    return versions
+
+
+def built_paths() -> Built:
+    """The build's bin directory and PULUMI_HOME, from lib.sh (the one place that keys them)."""
+    script = 'source "$1" && printf "%s\\0%s" "$TOOLCHAIN_BIN" "$TOOLCHAIN_PULUMI_HOME"'
+    out = subprocess.run(
+        ["bash", "-c", script, "bash", str(LIB)],
+        check=True,
+        capture_output=True,
+        env=os.environ | {"CALCLAB_CACHE": str(cache_dir())},
+    ).stdout.decode()
+    bin_dir, home = out.split("\0")
+    return Built(Path(bin_dir), Path(home))
+
+
+def installed_cli(env: Mapping[str, str]) -> Path | None:
+    """A Pulumi 3.x CLI that is not ours: on PATH, else in ~/.pulumi/bin (the installer's)."""
+    ours = cache_dir().resolve()
+    candidates = [shutil.which("pulumi", path=env.get("PATH", os.defpath))]
+    candidates.append(str(Path(env.get("HOME", str(Path.home()))) / ".pulumi/bin/pulumi"))
+    for found in candidates:
+        if not found or not os.access(found, os.X_OK):
+            continue
+        path = Path(found)
+        if path.resolve().is_relative_to(ours):
+            continue  # built by us into the cache: the source branch, not an install
+        if _cli_version(path, env).startswith("v3."):
+            return path
+    return None
+
+
+def _cli_version(cli: Path, env: Mapping[str, str]) -> str:
+    try:
+        result = subprocess.run(
+            [cli, "version"],
+            env={**env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def user_pulumi_home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("PULUMI_HOME") or Path(env.get("HOME", str(Path.home()))) / ".pulumi")
+
+
+def plugin_path(home: Path, name: str, version: str) -> Path:
+    return home / "plugins" / f"resource-{name}-v{version}" / f"pulumi-resource-{name}"
+
+
+def has_plugin(home: Path, name: str, version: str) -> bool:
+    binary = plugin_path(home, name, version)
+    partial = binary.parent.with_name(binary.parent.name + ".partial")  # interrupted install
+    return os.access(binary, os.X_OK) and not partial.exists()
+
+
+def try_plugin_install(
+    cli: Path, home: Path, name: str, version: str, env: Mapping[str, str]
+) -> bool:
+    """`pulumi plugin install resource NAME VERSION`, the usual way; False when it cannot."""
+    console.print(f"pulumi: trying `pulumi plugin install resource {name} {version}`")
+    try:
+        result = subprocess.run(
+            [cli, "plugin", "install", "resource", name, version],
+            env={**env, "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true"},
+            capture_output=True,
+            text=True,
+            timeout=PLUGIN_INSTALL_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and has_plugin(home, name, version)
+
+
+def language_host_beside(cli: Path, env: Mapping[str, str]) -> bool:
+    """The engine finds a language host beside the CLI, or on PATH."""
+    if os.access(cli.parent / "pulumi-language-python", os.X_OK):
+        return True
+    return shutil.which("pulumi-language-python", path=env.get("PATH", os.defpath)) is not None
+
+
+def plan(
+    targets: set[str],
+    env: Mapping[str, str],
+    built: Built,
+    *,
+    install: bool = True,
+) -> Plan:
+    """What to run with for stacks of these targets: installed parts first, the rest built."""
+    providers = sorted(PROVIDERS[t] for t in targets)
+    versions = plugin_versions(providers)
+    cli = installed_cli(env)
+    if cli is None:
+        return Plan(
+            None, built.pulumi_home, ["pulumi", "language-python", *providers], _no_cli(env)
+        )
+    home = user_pulumi_home(env)
+    missing = [p for p in providers if not has_plugin(home, p, versions[p])]
+    if install:
+        missing = [p for p in missing if not try_plugin_install(cli, home, p, versions[p], env)]
+    host = [] if language_host_beside(cli, env) else ["language-python"]
+    if not missing:
+        return Plan(cli, home, host, "no pulumi-language-python beside the CLI")
+    # Our PULUMI_HOME then holds every provider the stacks need (a built one is a no-op).
+    wanted = ", ".join(f"resource-{p}-v{versions[p]}" for p in missing)
+    return Plan(cli, built.pulumi_home, [*host, *providers], f"no {wanted} in {home / 'plugins'}")
+
+
+def _no_cli(env: Mapping[str, str]) -> str:
+    home = Path(env.get("HOME", str(Path.home())))
+    return f"no pulumi 3.x CLI on PATH or in {home / '.pulumi/bin'}"
+
+
+def environment(chosen: Plan, built: Built, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment `pulumi` runs in: the chosen CLI first on PATH, its plugins' home, a
+    local backend, no update check, no download behind our back. The user's own backend and
+    passphrase win."""
+    path = [str(built.bin_dir)] if chosen.cli is None or chosen.build else []
+    if chosen.cli is not None:
+        path.insert(0, str(chosen.cli.parent))
+    state = cache_dir() / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    return {
+        **env,
+        "PATH": os.pathsep.join([*path, env.get("PATH", os.defpath)]),
+        "PULUMI_HOME": str(chosen.pulumi_home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        # The SDKs list every installed provider (openstack's for a Docker stack too): those not
+        # needed are not downloaded, the needed ones are in place.
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_BACKEND_URL": env.get("PULUMI_BACKEND_URL") or state.as_uri(),
+        # The empty passphrase is the local-backend convention the shipped stack files' salt is
+        # made for; set PULUMI_CONFIG_PASSPHRASE yourself (and use your own stack) to encrypt.
+        "PULUMI_CONFIG_PASSPHRASE": env.get("PULUMI_CONFIG_PASSPHRASE", ""),
+    }
+
+
+def ensure(targets: set[str], *, build: Builder | None = None) -> dict[str, str]:
+    """Install or build what is missing for stacks of these targets; return the environment."""
+    env = dict(os.environ)
+    built = built_paths()
+    chosen = plan(targets, env, built)
+    console.print(chosen.summary())
+    if chosen.build:
+        # The build installs plugins with the chosen CLI when it builds none of its own.
+        build_env = environment(chosen, built, env)
+        (build or run_build)(chosen.build, build_env)
+    return workspace.engine_env(environment(chosen, built, env))
 
 
 def pulumi_environment() -> dict[str, str]:
-    """os.environ plus what scripts/pulumi-env exports (the user's own settings win)."""
-    script = 'eval "$(scripts/pulumi-env)" && env -0'
-    dump = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, check=True, capture_output=True, env=os.environ
-    ).stdout
-    pairs = (entry.split("=", 1) for entry in dump.decode().split("\0") if "=" in entry)
-    return dict(pairs)
+    """The environment of whatever is there now (nothing installed or built), for read-only
+    commands such as `pulumi stack output`."""
+    env = dict(os.environ)
+    built = built_paths()
+    chosen = plan(set(), env, built, install=False)
+    return workspace.engine_env(environment(chosen, built, env))
+
+
+def run_build(targets: list[str], env: Mapping[str, str]) -> None:
+    """tools/pulumi-toolchain/build TARGETS, its progress shown as it goes.
+
+    A warm run shows nothing (the stamps answer in a fraction of a second); a cold one says
+    what it builds and how long that takes on 2 idle cores, then each step with the time since
+    the start, under a spinner with the elapsed time while Go compiles. The full output goes to
+    a log in the cache.
+    """
+    log_path = cache_dir() / "pulumi-toolchain" / "build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    announced = False
+    downloads = 0
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with (
+        log_path.open("w") as log,
+        Progress(*columns, console=console, transient=True) as progress,
+        subprocess.Popen(
+            [BUILD, *targets],
+            env={**env, "CALCLAB_CACHE": str(cache_dir())},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc,
+    ):
+        task = progress.add_task("pulumi: checking the toolchain", total=None)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            text = line.rstrip()
+            if text.startswith("go: downloading"):
+                downloads += 1
+                progress.update(task, description=f"pulumi: {downloads} Go modules downloaded")
+            elif ": downloading the modules" in text and not announced:
+                announced = True
+                console.print(_announce(targets, log_path))
+            elif text.startswith(("pulumi-toolchain: ", "language-host: ")) and announced:
+                if "summary" in text:
+                    break  # the table that follows stays in the log
+                step = text.split(": ", 1)[1]
+                console.print(f"  [{_clock(time.monotonic() - start)}] {step}")
+                progress.update(task, description=f"pulumi: {step.split(' (')[0]}")
+        log.writelines(proc.stdout)  # the rest (summary), once the loop stopped reading
+    if proc.returncode != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
+        console.print(tail, markup=False)
+        raise RuntimeError(f"tools/pulumi-toolchain/build failed; full log: {log_path}")
+    if announced or time.monotonic() - start > 5:
+        console.print(f"pulumi: toolchain ready in {_clock(time.monotonic() - start)}")
+
+
+def _announce(targets: list[str], log_path: Path) -> str:
+    parts = ", ".join(f"{NAMES[t]} ~{_clock(COLD_SECONDS[t])}" for t in targets)
+    total = _clock(sum(COLD_SECONDS[t] for t in targets))
+    return (
+        f"pulumi: first run: compiling {parts} from Go modules; about {total} on 2 idle cores, "
+        f"more on a busy machine (log: {log_path})"
+    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"

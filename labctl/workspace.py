@@ -9,6 +9,7 @@ the cache, which every `pulumi` command then reads through `--config-file`.
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from labctl.paths import ROOT, cache_dir, stack_file
 
 DOCKER_ENGINE = ROOT / "tools/docker-engine/docker-engine"
 LOCAL_BASE_IMAGE = "calculator-lab/base:bookworm"
+
+# A pull that failed is not retried for a day when the local base image stands in for it: on a
+# machine without a registry every `make up` would otherwise wait for `docker pull` to give up.
+PULL_TIMEOUT = 60
+PULL_RETRY_AFTER = 24 * 3600
 
 
 @dataclass
@@ -35,20 +41,38 @@ def docker_answers(env: dict[str, str]) -> bool:
     return _quiet(["docker", "info"], env)
 
 
+def engine_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus DOCKER_HOST of our engine (tools/docker-engine) when it runs and the user set
+    no DOCKER_HOST of their own."""
+    if env.get("DOCKER_HOST") or not _quiet([str(DOCKER_ENGINE), "status"], env):
+        return env
+    return _with_engine_exports(env)
+
+
 def ensure_docker(env: dict[str, str]) -> dict[str, str]:
-    """A Docker engine that answers: the user's, or ours (tools/docker-engine) started now."""
+    """A Docker engine that answers: the user's, ours if it runs, or ours started now."""
+    if docker_answers(env):
+        return env
+    env = engine_env(env)
     if docker_answers(env):
         return env
     print("lab: no Docker engine answers; starting tools/docker-engine")
     subprocess.run([DOCKER_ENGINE, "install"], check=True, env=env)
     subprocess.run([DOCKER_ENGINE, "start"], check=True, env=env)
+    return _with_engine_exports(env)
+
+
+def _with_engine_exports(env: dict[str, str]) -> dict[str, str]:
     exports = subprocess.run(
         [DOCKER_ENGINE, "env"], check=True, env=env, capture_output=True, text=True
     ).stdout
     for line in exports.splitlines():
         if line.startswith("export ") and "=" in line:
             key, value = line.removeprefix("export ").split("=", 1)
-            env = env | {key: value.strip("'\"")}
+            value = value.strip("'\"")
+            if key == "PATH":  # `docker-engine env` writes PATH=DIR:"$PATH"
+                value = value.replace("$PATH", env.get("PATH", "")).replace('"', "")
+            env = env | {key: value}
     return env
 
 
@@ -57,10 +81,19 @@ def base_image_override(config: LabConfig, env: dict[str, str]) -> str | None:
     base = config.docker_base_image
     if _quiet(["docker", "image", "inspect", base], env):
         return None
-    if _quiet(["timeout", "60", "docker", "pull", base], env):
+    failed = cache_dir() / "workspace" / ("pull-failed-" + base.replace("/", "_").replace(":", "_"))
+    recent = failed.exists() and time.time() - failed.stat().st_mtime < PULL_RETRY_AFTER
+    have_local = _quiet(["docker", "image", "inspect", LOCAL_BASE_IMAGE], env)
+    if recent and have_local:
+        return LOCAL_BASE_IMAGE
+    if _quiet(["timeout", str(PULL_TIMEOUT), "docker", "pull", base], env):
+        failed.unlink(missing_ok=True)
         return None
-    print(f"lab: cannot pull {base}; building the local base image instead")
-    subprocess.run([DOCKER_ENGINE, "base-image"], check=True, env=env)
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    failed.touch()
+    if not have_local:
+        print(f"lab: cannot pull {base}; building the local base image instead")
+        subprocess.run([DOCKER_ENGINE, "base-image"], check=True, env=env)
     return LOCAL_BASE_IMAGE
 
 
