@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +204,9 @@ class _Slot:
         self.resume_at = 0.0
 
 
-def load(port: int, request: bytes, clients: int, seconds: float, drain: float = 15.0) -> LoadResult:
+def load(
+    port: int, request: bytes, clients: int, seconds: float, drain: float = 15.0
+) -> LoadResult:
     """Closed-loop load from ``clients`` kept-alive connections driven by one thread.
 
     Each client sends the next request as soon as it has the answer to the previous one (after
@@ -344,7 +347,7 @@ def main() -> int:
                 answer = front.post(text, path)
                 if answer != expected[name]:
                     raise RuntimeError(f"{name}/{mode}: got {answer}, expected {expected[name]}")
-                samples = timings(lambda t=text, p=path: front.post(t, p), args.repeat)
+                samples = timings(partial(front.post, text, path), args.repeat)
                 latency[name, mode] = statistics.median(samples)
         front.close()
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import decimal
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import replace
-from types import FrameType
 
-from calculator import config
+from calculator import arith, config
 from calculator.config import SERVICES, ConfigError, Settings
 from calculator.front import FrontEnd
-from calculator.httpbase import Application, CalcServer, serve
+from calculator.httpbase import Application, CalcServer, report_loop_error
 from calculator.service import OperationService
 
 USAGE = f"usage: python3 -m calculator {{{','.join((*config.ROLES, 'all'))}}}"
@@ -25,35 +25,39 @@ def _application(settings: Settings) -> Application:
     return OperationService(settings.role, settings.limits)
 
 
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    # As PID 1 in a container, a signal without a handler is ignored; exiting cleanly here
-    # makes `docker stop` quick and lets serve_forever's caller close the socket.
-    raise SystemExit(0)
-
-
-def _run_all(settings: Settings, env: Mapping[str, str]) -> None:
-    """Every role in this process on consecutive ports from CALC_PORT (0: any free ports)."""
+async def _serve(settings: Settings, env: Mapping[str, str]) -> None:
+    """Run one role, or with ``all`` every role on consecutive ports, until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(report_loop_error)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # As PID 1 in a container a signal without a handler is ignored; stopping cleanly here
+        # makes `docker stop` quick.
+        loop.add_signal_handler(signum, stop.set)
     servers: list[CalcServer] = []
-    urls: dict[str, str] = {}
-    for offset, name in enumerate(SERVICES, start=1):
-        port = settings.port + offset if settings.port else 0
-        role_settings = replace(config.load(name, env), host=settings.host, port=port)
-        server = CalcServer(role_settings, _application(role_settings))
-        servers.append(server)
-        urls[name] = f"http://{_url_host(settings.host)}:{server.server_address[1]}"
-    front_settings = replace(
-        config.load("front", env), host=settings.host, port=settings.port, service_urls=urls
-    )
-    servers.append(CalcServer(front_settings, _application(front_settings)))
-    threads = [threading.Thread(target=serve, args=(server,), daemon=True) for server in servers]
-    for thread in threads:
-        thread.start()
     try:
-        threading.Event().wait()
+        if settings.role == "all":
+            urls: dict[str, str] = {}
+            for offset, name in enumerate(SERVICES, start=1):
+                port = settings.port + offset if settings.port else 0
+                role_settings = replace(config.load(name, env), host=settings.host, port=port)
+                server = CalcServer(role_settings, _application(role_settings))
+                servers.append(server)
+                _, bound = await server.start()
+                urls[name] = f"http://{_url_host(settings.host)}:{bound}"
+            settings = replace(
+                config.load("front", env),
+                host=settings.host,
+                port=settings.port,
+                service_urls=urls,
+            )
+        server = CalcServer(settings, _application(settings))
+        servers.append(server)
+        await server.start()
+        await stop.wait()
     finally:
         for server in servers:
-            server.shutdown()
-            server.server_close()
+            server.close()
 
 
 def _url_host(host: str) -> str:
@@ -72,23 +76,17 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(f"calculator: {error}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # Defence in depth: an operation that slipped past arith's own contexts raises instead of
+    # rounding silently to the default 28 digits.
+    decimal.setcontext(arith.exact_context())
     try:
-        if role == "all":
-            _run_all(settings, os.environ)
-        else:
-            try:
-                server = CalcServer(settings, _application(settings))
-            except OSError as error:
-                print(
-                    f"calculator: cannot listen on {settings.host}:{settings.port}: {error}",
-                    file=sys.stderr,
-                )
-                return 1
-            try:
-                serve(server)
-            finally:
-                server.server_close()
+        asyncio.run(_serve(settings, os.environ))
+    except OSError as error:
+        print(
+            f"calculator: cannot listen on {settings.host}:{settings.port}: {error}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

@@ -45,6 +45,11 @@ _EXACT: Final = Context(
 )
 
 
+def exact_context() -> Context:
+    """A copy of the exact context, to install as a thread's default (see ``__main__``)."""
+    return _EXACT.copy()
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on what one request may ask for; all positive."""

@@ -40,12 +40,20 @@ class Settings:
     limits: Limits
     #: Largest request body accepted, in bytes.
     max_body: int
-    #: Threads the front end uses for service calls (shared by all requests).
-    workers: int
     #: Open connections a process serves at once; more are answered 503 at once.
     max_connections: int
     #: Seconds a kept-alive connection may stay idle before the server closes it.
     idle_timeout: float
+    #: Seconds from a request's first byte to its last (headers and body); 408 after that.
+    read_timeout: float
+    #: Front end: expressions evaluated at once; more are answered 503 at once.
+    max_expressions: int
+    #: Front end: kept-alive connections to one service (calls are pipelined on them).
+    service_connections: int
+    #: Front end: calls in flight to one service at once (its bulkhead).
+    service_calls: int
+    #: Front end: calls waiting for one service's connections; more fail at once with 503.
+    service_queue: int
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -115,9 +123,13 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
         request_timeout=_seconds(env, "CALC_REQUEST_TIMEOUT", 10.0),
         limits=limits,
         max_body=_integer(env, "CALC_MAX_BODY", 16384, 64, 16 * 1024 * 1024),
-        workers=_integer(env, "CALC_WORKERS", 64, 1, 1024),
         max_connections=_integer(env, "CALC_MAX_CONNECTIONS", 256, 1, 10_000),
         idle_timeout=_seconds(env, "CALC_IDLE_TIMEOUT", 30.0),
+        read_timeout=_seconds(env, "CALC_READ_TIMEOUT", 10.0),
+        max_expressions=_integer(env, "CALC_MAX_EXPRESSIONS", 64, 1, 10_000),
+        service_connections=_integer(env, "CALC_SERVICE_CONNECTIONS", 2, 1, 64),
+        service_calls=_integer(env, "CALC_SERVICE_CALLS", 256, 1, 100_000),
+        service_queue=_integer(env, "CALC_SERVICE_QUEUE", 1024, 0, 1_000_000),
     )
     # A service must accept two operands of the longest allowed number.
     needed = 2 * (limits.max_digits + 2) + 16

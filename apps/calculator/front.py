@@ -2,17 +2,17 @@
 
 Evaluation is dataflow-driven: an operation is sent as soon as both of its operands are known,
 so independent subtrees are in flight at the same time and latency follows the tree's depth.
-The scheduling thread never blocks a pool thread on another (pool threads only do HTTP calls),
-watches each call's deadline, and stops at the first failure.
+Everything runs on one event loop, driven by callbacks: a service's answer is handled where it
+is read, and the operation it unblocks is sent from there, with no thread hand-off. Admission
+control bounds the expressions in flight (more are answered 503 at once, with Retry-After), each
+service has its own bulkhead (see ``calculator.client``), and an evaluation stops at its first
+failure or at the request deadline.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-import traceback
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +24,7 @@ from calculator.client import Call, ServicePool
 from calculator.config import SERVICES, Settings
 from calculator.errors import CalcError, ServiceError
 from calculator.evaluate import operations
-from calculator.httpbase import Reply, Request, clip, log_event
+from calculator.httpbase import Reply, Request, clip
 from calculator.parser import Expr, Number, Operation, parse
 
 _WEB: Final = Path(__file__).resolve().parent / "web"
@@ -53,210 +53,253 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """An evaluation's value, or the error that stopped it, and the calls made."""
+    """An evaluation's value (as the services wrote it), or the error that stopped it."""
 
-    value: Decimal | None
+    value: str | None
     error: CalcError | None
     calls: list[CallRecord]
+    #: Operations in the tree, and calls made before the evaluation ended.
+    operations: int
+    calls_made: int
 
 
 class _Run:
-    """The state of one evaluation, shared between the scheduling thread and pool threads."""
+    """One evaluation in progress: which operations wait for which, and the values known.
 
-    def __init__(self, tree: Operation, concurrent: bool) -> None:
+    Driven entirely by callbacks on the event loop: an answer from a service stores its value and
+    sends the parent operation as soon as its other operand is known (concurrent mode), or the
+    next operation in post-order (sequential mode).
+    """
+
+    def __init__(
+        self,
+        evaluator: RemoteEvaluator,
+        tree: Operation,
+        concurrent: bool,
+        record: bool,
+        future: asyncio.Future[Outcome],
+    ) -> None:
+        self.evaluator = evaluator
         self.tree = tree
-        self.concurrent = concurrent
+        self.future = future
         self.started = time.monotonic()
-        self.cond = threading.Condition()
+        self.records: list[CallRecord] | None = [] if record else None
+        self.values: dict[int, str] = {}
         self.parent: dict[int, Operation] = {}
         self.waiting: dict[int, int] = {}
-        order = operations(tree)
-        for node in order:
+        self.order = operations(tree)
+        self.next_in_order = 0
+        self.concurrent = concurrent
+        self.pending: dict[str, int] = {}
+        self.calls = 0
+        self.finished = False
+        for node in self.order:
             count = 0
             for child in (node.left, node.right):
                 if isinstance(child, Operation):
                     self.parent[id(child)] = node
                     count += 1
             self.waiting[id(node)] = count
-        self.ready: deque[Operation] = deque(n for n in order if self.waiting[id(n)] == 0)
-        self.values: dict[int, Decimal] = {}
-        # Operations handed to the pool; the Call appears once a pool thread starts on it.
-        self.in_flight: dict[int, Call | None] = {}
-        self.records: list[CallRecord] = []
-        self.failure: CalcError | None = None
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(self.started + evaluator.settings.request_timeout, self._too_slow)
 
-    def operand(self, node: Expr) -> Decimal:
-        return node.value if isinstance(node, Number) else self.values[id(node)]
+    def start(self) -> None:
+        if self.concurrent:
+            for node in self.order:
+                if self.waiting[id(node)] == 0:
+                    self._send(node)
+                    if self.finished:
+                        return
+        else:
+            self._send_next()
 
-    def done(self) -> bool:
-        return id(self.tree) in self.values
+    def _operand(self, node: Expr) -> str:
+        if isinstance(node, Number):
+            return arith.format_number(node.value)
+        return self.values[id(node)]
+
+    def _send_next(self) -> None:
+        node = self.order[self.next_in_order]
+        self.next_in_order += 1
+        self._send(node)
+
+    def _send(self, node: Operation) -> None:
+        service = arith.SERVICE_OF[node.op]
+        a, b = self._operand(node.left), self._operand(node.right)
+        pool = self.evaluator.pools[service]
+        call = Call(f"{a} {b}".encode(), pool.timeout, self._answered, node)
+        self.calls += 1
+        self.pending[service] = self.pending.get(service, 0) + 1
+        if self.records is not None:
+            call.tag = (node, len(self.records))
+            self.records.append(
+                CallRecord(
+                    service=service,
+                    op=node.op,
+                    a=clip(a),
+                    b=clip(b),
+                    position=node.position,
+                    start_ms=round((call.started - self.started) * 1000, 3),
+                )
+            )
+        pool.submit(call)
+
+    def _answered(self, call: Call, status: int, body: bytes, error: ServiceError | None) -> None:
+        tag = call.tag
+        node, index = tag if isinstance(tag, tuple) else (tag, -1)
+        assert isinstance(node, Operation)
+        service = arith.SERVICE_OF[node.op]
+        self.pending[service] -= 1
+        if self.finished:
+            return
+        failure: CalcError | None = error
+        value = ""
+        if failure is None:
+            value, failure = self.evaluator.interpret(node, status, body)
+        if self.records is not None and index >= 0:
+            record = self.records[index]
+            record.duration_ms = round((time.monotonic() - call.started) * 1000, 3)
+            record.status = failure.status if failure is not None else 200
+            record.error = failure.message if failure is not None else None
+            record.result = clip(value) if failure is None else None
+        if failure is not None:
+            self._finish(None, failure)
+            return
+        self.values[id(node)] = value
+        if node is self.tree:
+            self._finish(value, None)
+            return
+        if not self.concurrent:
+            self._send_next()
+            return
+        parent = self.parent[id(node)]
+        left = self.waiting[id(parent)] - 1
+        self.waiting[id(parent)] = left
+        if left == 0:
+            self._send(parent)
+
+    def _too_slow(self) -> None:
+        limit = self.evaluator.settings.request_timeout
+        waiting_for = [name for name, count in self.pending.items() if count > 0]
+        if not waiting_for:
+            error = CalcError(
+                f"evaluation took longer than {limit:g} s (the front end is overloaded)",
+                status=504,
+            )
+        else:
+            error = ServiceError(
+                waiting_for[0],
+                f"evaluation took longer than {limit:g} s (still waiting for the "
+                f"{waiting_for[0]} service)",
+                status=504,
+            )
+        self._finish(None, error)
+
+    def _finish(self, value: str | None, error: CalcError | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.timer.cancel()
+        self.evaluator.active -= 1
+        if not self.future.done():
+            records = self.records if self.records is not None else []
+            self.future.set_result(Outcome(value, error, records, len(self.order), self.calls))
 
 
 class RemoteEvaluator:
-    """Evaluates trees through the four services, one connection pool per service."""
+    """Evaluates trees through the four services, one bulkhead (connection pool) per service."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # An answer is one number, bounded by the digit limit, plus sign, point and newline.
-        max_answer = settings.limits.max_digits + 64
+        self.max_answer = settings.limits.max_digits + 64
         self.pools = {
             name: ServicePool(
-                name, settings.service_urls[name], max_idle=settings.workers, max_answer=max_answer
+                name,
+                settings.service_urls[name],
+                connections=settings.service_connections,
+                calls=settings.service_calls,
+                queue=settings.service_queue,
+                timeout=settings.timeout,
+                max_answer=self.max_answer,
             )
             for name in SERVICES
         }
-        self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="calc-call")
+        #: Expressions being evaluated now (admission control bounds it).
+        self.active = 0
 
-    def evaluate(self, tree: Expr, *, concurrent: bool) -> Outcome:
-        """Value of ``tree`` or the first failure, with the calls made either way."""
-        if isinstance(tree, Number):
-            return Outcome(tree.value, None, [])
-        run = _Run(tree, concurrent)
-        request_deadline = run.started + self.settings.request_timeout
-        with run.cond:
-            while run.failure is None and not run.done():
-                while run.ready and (concurrent or not run.in_flight):
-                    node = run.ready.popleft()
-                    run.in_flight[id(node)] = None
-                    self.executor.submit(self._work, run, node)
-                now = time.monotonic()
-                calls = [call for call in run.in_flight.values() if call is not None]
-                overdue = [call for call in calls if call.deadline <= now]
-                if overdue:
-                    run.failure = self.pools[overdue[0].service].timeout_error(overdue[0])
-                    for call in overdue:
-                        call.abort()
-                    break
-                if now >= request_deadline:
-                    run.failure = self._request_too_slow(calls)
-                    for call in calls:
-                        call.abort()
-                    break
-                wake = min([call.deadline for call in calls] + [request_deadline])
-                run.cond.wait(max(wake - now, 0.001))
-            records = list(run.records)
-            if run.failure is not None:
-                return Outcome(None, run.failure, records)
-            return Outcome(run.values[id(tree)], None, records)
+    def evaluate(
+        self, tree: Operation, *, concurrent: bool, record: bool
+    ) -> asyncio.Future[Outcome]:
+        """Start evaluating ``tree``; the future gets its value or first failure."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.active += 1
+        _Run(self, tree, concurrent, record, future).start()
+        return future
 
-    def _request_too_slow(self, calls: list[Call]) -> CalcError:
-        limit = self.settings.request_timeout
-        if not calls:
-            return CalcError(f"evaluation took longer than {limit:g} s", status=504)
-        service = calls[0].service
-        return ServiceError(
-            service,
-            f"evaluation took longer than {limit:g} s (still waiting for the {service} service)",
-            status=504,
-        )
-
-    def _work(self, run: _Run, node: Operation) -> None:
+    def interpret(self, node: Operation, status: int, body: bytes) -> tuple[str, CalcError | None]:
+        """A service's answer to ``node``: its value's text, or the error it means."""
         service = arith.SERVICE_OF[node.op]
-        with run.cond:
-            if run.failure is not None:
-                run.in_flight.pop(id(node), None)
-                run.cond.notify()
-                return
-            a, b = (
-                arith.format_number(run.operand(node.left)),
-                arith.format_number(run.operand(node.right)),
-            )
-            call = Call(service, self.settings.timeout)
-            run.in_flight[id(node)] = call
-            record = CallRecord(
-                service=service,
-                op=node.op,
-                a=clip(a),
-                b=clip(b),
-                position=node.position,
-                start_ms=round((call.started - run.started) * 1000, 3),
-            )
-            run.records.append(record)
-        result: Decimal | None = None
-        error: CalcError | None = None
-        try:
-            result = self._call(node, a, b, call)
-        except CalcError as failure:
-            error = failure
-        except Exception:
-            log_event({"service": "front", "event": "bug", "traceback": traceback.format_exc()})
-            error = CalcError("internal error", status=500)
-        with run.cond:
-            record.duration_ms = round((time.monotonic() - call.started) * 1000, 3)
-            run.in_flight.pop(id(node), None)
-            if error is not None:
-                record.status = error.status
-                record.error = error.message
-                if run.failure is None:
-                    run.failure = error
-            else:
-                assert result is not None
-                record.status = 200
-                record.result = clip(arith.format_number(result))
-                run.values[id(node)] = result
-                parent = run.parent.get(id(node))
-                if parent is not None:
-                    run.waiting[id(parent)] -= 1
-                    if run.waiting[id(parent)] == 0:
-                        run.ready.append(parent)
-            run.cond.notify()
-
-    def _call(self, node: Operation, a: str, b: str, call: Call) -> Decimal:
-        pool = self.pools[call.service]
-        status, data = pool.request("POST", "/", f"{a} {b}".encode(), call)
-        text = data.decode("utf-8", "replace").strip()
-        where = f"{call.service} service, '{node.op}' at position {node.position}"
+        text = body.decode("utf-8", "replace").strip()
         if status == 200:
             try:
-                return arith.parse_wire_number(text, "answer", self.settings.limits)
+                arith.parse_wire_number(text, "answer", self.settings.limits)
             except CalcError:
-                raise ServiceError(
-                    call.service,
-                    f"{call.service} service answered {clip(text)!r}, which is not a number",
-                    status=502,
-                ) from None
+                message = f"{service} service answered {clip(text)!r}, which is not a number"
+                return "", ServiceError(service, message, status=502)
+            return text, None
         if status == 400:
             # The service judged the operands: pass its verdict on, saying where it applies.
             message = text.removeprefix("error:").strip()
-            raise CalcError(f"{message} ({where})", status=400, position=node.position)
-        raise ServiceError(
-            call.service,
-            f"{call.service} service at {pool.url} failed with HTTP {status}: {clip(text, 80)}",
-            status=502,
-        )
+            where = f"{service} service, '{node.op}' at position {node.position}"
+            return "", CalcError(f"{message} ({where})", status=400, position=node.position)
+        url = self.pools[service].url
+        message = f"{service} service at {url} failed with HTTP {status}: {clip(text, 80)}"
+        return "", ServiceError(service, message, status=502)
 
-    def health(self) -> dict[str, dict[str, Any]]:
-        """Ask every service's /health at once; a dependency that fails is reported, not raised."""
+    async def health(self) -> dict[str, dict[str, Any]]:
+        """Ask every service's /health at once, each on a fresh connection, outside its bulkhead:
+        a dependency that fails is reported, not raised."""
         timeout = min(self.settings.timeout, 2.0)
-        report: dict[str, dict[str, Any]] = {}
-        calls = {name: Call(name, timeout) for name in SERVICES}
+        names = list(self.pools)
+        entries = await asyncio.gather(*(self._probe(name, timeout) for name in names))
+        return dict(zip(names, entries, strict=True))
 
-        def probe(name: str) -> None:
-            pool = self.pools[name]
-            entry: dict[str, Any] = {"url": pool.url}
-            try:
-                status, _ = pool.request("GET", "/health", None, calls[name])
-                entry["status"] = "ok" if status == 200 else f"HTTP {status}"
-            except CalcError as error:
-                entry["status"] = "down"
-                entry["error"] = error.message
-            entry["latency_ms"] = round((time.monotonic() - calls[name].started) * 1000, 3)
-            report[name] = entry
+    async def _probe(self, name: str, timeout: float) -> dict[str, Any]:
+        pool = self.pools[name]
+        entry: dict[str, Any] = {"url": pool.url}
+        started = time.monotonic()
+        try:
+            status = await asyncio.wait_for(self._get_health(pool), timeout)
+            entry["status"] = "ok" if status == 200 else f"HTTP {status}"
+        except TimeoutError:
+            entry["status"] = "down"
+            entry["error"] = f"no answer within {timeout:g} s"
+        except ConnectionRefusedError:
+            entry["status"] = "down"
+            entry["error"] = "connection refused (is it running?)"
+        except (OSError, ValueError, asyncio.IncompleteReadError) as error:
+            entry["status"] = "down"
+            entry["error"] = getattr(error, "strerror", None) or type(error).__name__
+        entry["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+        return entry
 
-        threads = [threading.Thread(target=probe, args=(name,), daemon=True) for name in SERVICES]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout + 0.5)
-        for name in SERVICES:
-            if name not in report:
-                calls[name].abort()
-                report[name] = {
-                    "url": self.pools[name].url,
-                    "status": "down",
-                    "error": f"no answer within {timeout:g} s",
-                }
-        return {name: report[name] for name in SERVICES}
+    @staticmethod
+    async def _get_health(pool: ServicePool) -> int:
+        reader, writer = await asyncio.open_connection(pool.host, pool.port)
+        try:
+            host = f"{pool.host}:{pool.port}"
+            writer.write(
+                f"GET {pool.prefix}/health HTTP/1.1\r\nHost: {host}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            status_line = await reader.readline()
+            parts = status_line.split()
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+                raise ValueError("not an HTTP answer")
+            return int(parts[1])
+        finally:
+            writer.close()
 
 
 class FrontEnd:
@@ -271,10 +314,10 @@ class FrontEnd:
         for path, (filename, content_type) in _STATIC.items():
             self.static[path] = ((_WEB / filename).read_bytes(), content_type)
 
-    def handle(self, request: Request) -> Reply:
+    def handle(self, request: Request) -> Reply | asyncio.Future[Reply]:
         if request.method == "GET":
             if request.path == "/health":
-                return self._health()
+                return asyncio.ensure_future(self._health())
             if request.path == "/favicon.ico":
                 # Browsers ask for it on their own; an empty answer keeps their console clean.
                 return Reply(204, b"")
@@ -295,8 +338,8 @@ class FrontEnd:
             return Reply.text(404, "error: POST the expression to /")
         return self._calculate(request)
 
-    def _health(self) -> Reply:
-        dependencies = self.evaluator.health()
+    async def _health(self) -> Reply:
+        dependencies = await self.evaluator.health()
         healthy = all(entry["status"] == "ok" for entry in dependencies.values())
         return Reply.json(
             200 if healthy else 503,
@@ -307,31 +350,67 @@ class FrontEnd:
             },
         )
 
-    def _calculate(self, request: Request) -> Reply:
+    def _calculate(self, request: Request) -> Reply | asyncio.Future[Reply]:
         started = time.monotonic()
-        mode = parse_qs(request.query).get("mode", ["concurrent"])[-1]
+        mode = "concurrent"
+        if request.query:
+            mode = parse_qs(request.query).get("mode", ["concurrent"])[-1]
         log: dict[str, Any] = {"expression": clip(request.body.strip(), 80), "mode": mode}
         if mode not in ("concurrent", "sequential"):
             return self._failure(
                 request, CalcError("mode must be concurrent or sequential"), log, []
             )
+        evaluator = self.evaluator
+        if evaluator.active >= self.settings.max_expressions:
+            # Shed load at the door, at once: a client told to retry costs little, while one
+            # more expression queued behind the others would make every one of them late.
+            log["calls"] = 0
+            return Reply.overloaded(
+                f"front end overloaded: {evaluator.active} expressions in flight; try again",
+                **log,
+            )
         try:
             tree = parse(request.body, self.settings.limits)
         except CalcError as error:
             return self._failure(request, error, log, [])
-        log["operations"] = len(operations(tree))
         log["depth"] = tree.depth
-        outcome = self.evaluator.evaluate(tree, concurrent=mode == "concurrent")
-        calls = outcome.calls
-        if outcome.error is not None:
-            return self._failure(request, outcome.error, log, calls)
-        assert outcome.value is not None
+        if isinstance(tree, Number):
+            log["operations"] = 0
+            return self._success(request, arith.format_number(tree.value), log, [], started, mode)
+        wants_json = request.wants_json()
+        pending = evaluator.evaluate(tree, concurrent=mode == "concurrent", record=wants_json)
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(outcome_future: asyncio.Future[Outcome]) -> None:
+            outcome = outcome_future.result()
+            log["operations"] = outcome.operations
+            log["calls"] = outcome.calls_made
+            if outcome.error is not None:
+                answer = self._failure(request, outcome.error, log, outcome.calls)
+            else:
+                assert outcome.value is not None
+                answer = self._success(request, outcome.value, log, outcome.calls, started, mode)
+            if not reply.done():
+                reply.set_result(answer)
+
+        pending.add_done_callback(done)
+        return reply
+
+    def _success(
+        self,
+        request: Request,
+        value: str,
+        log: dict[str, Any],
+        calls: list[CallRecord],
+        started: float,
+        mode: str,
+    ) -> Reply:
         try:
-            result = arith.check_result(outcome.value, self.settings.limits)
+            result = arith.check_result(Decimal(value), self.settings.limits)
         except CalcError as error:
             return self._failure(request, error, log, calls)
         log["result"] = clip(result)
-        log["calls"] = len(calls)
+        log.setdefault("calls", 0)
         if not request.wants_json():
             return Reply.text(200, result, **log)
         payload = {
@@ -348,11 +427,14 @@ class FrontEnd:
     def _failure(
         request: Request, error: CalcError, log: dict[str, Any], calls: list[CallRecord]
     ) -> Reply:
-        log["calls"] = len(calls)
+        log.setdefault("calls", len(calls))
         if isinstance(error, ServiceError):
             log["failed_service"] = error.service
+        headers = {"Retry-After": "1"} if error.status == 503 else {}
         if not request.wants_json():
-            return Reply.error(error, **log)
+            reply = Reply.error(error, **log)
+            reply.headers.update(headers)
+            return reply
         payload: dict[str, Any] = {
             "error": error.message,
             "status": error.status,
@@ -360,4 +442,6 @@ class FrontEnd:
             "service": error.service if isinstance(error, ServiceError) else None,
             "calls": [asdict(record) for record in calls],
         }
-        return Reply.json(error.status, payload, error=error.message, **log)
+        reply = Reply.json(error.status, payload, error=error.message, **log)
+        reply.headers.update(headers)
+        return reply

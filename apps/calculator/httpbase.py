@@ -1,39 +1,80 @@
-"""HTTP plumbing shared by every role: the threaded server, body reading, replies and logs.
+"""HTTP/1.1 plumbing shared by every role: an asyncio server, strict framing, replies and logs.
 
-Each request yields one JSON line on stderr. Connections are kept alive (HTTP/1.1) so the front
-end can reuse them; the number of connections served at once is capped, idle ones time out, and
-no exception ever reaches a client as a stack trace.
+One event loop serves every connection of a process: no thread per connection, no hand-off
+between threads. Requests are framed strictly (one Content-Length of plain digits, no chunks,
+no obs-fold), so a request means the same to us as to any proxy in front of us. Each phase of a
+connection has a deadline that one sweep enforces: the whole request (headers and body) must
+arrive within ``read_timeout`` of its first byte, and an idle kept-alive connection is closed after
+``idle_timeout``. Each request yields one JSON line on stderr; no exception ever reaches a client
+as a stack trace, and a connection reset is one log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from calculator import __version__
 from calculator.config import Settings
 from calculator.errors import CalcError
 
-_LOG_LOCK = threading.Lock()
+#: Methods every role answers; any other is 405 with this list in ``Allow``.
+ALLOWED: Final = "GET, HEAD, POST"
+_MAX_HEAD: Final = 16 * 1024
+_SWEEP_S: Final = 0.2
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
+_LENGTH: Final = re.compile(r"[0-9]{1,15}", re.ASCII)
+_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
+_ENCODE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+class _LogWriter:
+    """Log lines written once per turn of the event loop: one write for a burst of requests."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.scheduled = False
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        if self.scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self.scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        text, self.lines = "".join(self.lines), []
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed: nothing left to tell
+            pass
+
+
+_LOG = _LogWriter()
 
 
 def log_event(fields: Mapping[str, Any]) -> None:
-    """Write one JSON line to stderr, flushed at once so journald and docker logs show it live."""
-    record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-    with _LOG_LOCK:
-        sys.stderr.write(line)
-        sys.stderr.flush()
+    """One JSON line on stderr, written at the end of the current turn of the event loop."""
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    _LOG.add(_ENCODE({"time": stamp, **fields}) + "\n")
 
 
 def clip(text: str, keep: int = 40) -> str:
@@ -45,6 +86,8 @@ def clip(text: str, keep: int = 40) -> str:
 
 class Reply:
     """What a handler answers: status, body, content type, and fields for the log line."""
+
+    __slots__ = ("body", "content_type", "headers", "log", "status")
 
     def __init__(
         self,
@@ -73,9 +116,18 @@ class Reply:
     def error(cls, error: CalcError, **log: Any) -> Reply:
         return cls.text(error.status, f"error: {error.message}", error=error.message, **log)
 
+    @classmethod
+    def overloaded(cls, message: str, **log: Any) -> Reply:
+        """503 at once, with the wait a client should take before trying again."""
+        reply = cls.text(503, f"error: {message}", error=message, **log)
+        reply.headers["Retry-After"] = "1"
+        return reply
+
 
 class Request:
-    """The parts of an HTTP request an application looks at."""
+    """The parts of an HTTP request an application looks at. HEAD arrives as GET."""
+
+    __slots__ = ("body", "headers", "method", "path", "query")
 
     def __init__(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: str
@@ -91,186 +143,383 @@ class Request:
 
 
 class Application(Protocol):
-    """A role's behaviour: answer one request. The server handles everything around it."""
+    """A role's behaviour: answer one request, at once or later through a future."""
 
     name: str
 
-    def handle(self, request: Request) -> Reply: ...
+    def handle(self, request: Request) -> Reply | asyncio.Future[Reply]: ...
 
 
-class CalcServer(ThreadingHTTPServer):
-    """Threaded HTTP server with a cap on connections served at once."""
+class _Head:
+    """A parsed request head, or the reply that refuses it."""
 
-    daemon_threads = True
-    # The default backlog of 5 overflows when the front end opens dozens of connections at once
-    # (one level of a wide tree); overflowing connections then fail or stall for a second.
-    request_queue_size = 128
-    # Threads are not joined on close: a stalled client must not hold up shutdown.
-    block_on_close = False
+    __slots__ = ("body_length", "close", "expect_continue", "headers", "method", "target")
 
-    def __init__(self, settings: Settings, app: Application) -> None:
-        self.settings = settings
-        self.app = app
-        self._slots = threading.BoundedSemaphore(settings.max_connections)
-        if ":" in settings.host:
-            self.address_family = socket.AF_INET6
-        super().__init__((settings.host, settings.port), _Handler)
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = ""
+        self.headers: dict[str, str] = {}
+        self.body_length = 0
+        self.close = False
+        self.expect_continue = False
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            _refuse_busy(request)
-            self.shutdown_request(request)
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_head(raw: bytes) -> _Head:
+    """Parse a request line and headers (without the blank line); raises :class:`_BadRequest`."""
+    lines = raw.decode("latin-1").split("\r\n")
+    head = _Head()
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise _BadRequest(400, "malformed request line")
+    head.method, head.target, version = parts
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if version.startswith("HTTP/") and version[5:6].isdigit():
+            raise _BadRequest(505, f"{version} is not supported; use HTTP/1.1")
+        raise _BadRequest(400, "malformed request line")
+    lengths: list[str] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        # Whitespace before the colon or a folded line is how smuggled headers hide (RFC 9112).
+        if not colon or not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
+            raise _BadRequest(400, "malformed header line")
+        key, value = name.lower(), value.strip(" \t")
+        if key == "content-length":
+            lengths.extend(item.strip(" \t") for item in value.split(","))
+        elif key in head.headers:
+            head.headers[key] += ", " + value
+        else:
+            head.headers[key] = value
+    connection = head.headers.get("connection", "").lower()
+    head.close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+    head.expect_continue = head.headers.get("expect", "").lower() == "100-continue"
+    if "transfer-encoding" in head.headers:
+        raise _BadRequest(411, "send the body with a Content-Length (no chunks)")
+    if lengths:
+        if not all(_LENGTH.fullmatch(item) for item in lengths):
+            raise _BadRequest(400, "invalid Content-Length: plain digits only")
+        if len(set(map(int, lengths))) > 1:
+            raise _BadRequest(400, "conflicting Content-Length headers")
+        head.body_length = int(lengths[0])
+        head.headers["content-length"] = lengths[0]
+    elif head.method == "POST":
+        raise _BadRequest(411, "a POST needs a Content-Length")
+    return head
+
+
+_IDLE, _READING, _BUSY = "idle", "reading", "busy"
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: reads requests in order, answers each with one write."""
+
+    def __init__(self, server: CalcServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.client = "-"
+        self.buffer = bytearray()
+        self.head: _Head | None = None
+        self.phase = _IDLE
+        self.deadline = 0.0
+        self.continued = False
+        self.closing = False
+        self.eof = False
+        self.started = 0.0
+        # Replies to the requests read in one go leave in one write (see data_received).
+        self.out: list[bytes] = []
+        self.batching = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        server = self.server
+        server.connections.add(self)
+        self.deadline = time.monotonic() + server.settings.idle_timeout
+        if len(server.connections) > server.settings.max_connections:
+            self._write_reply(Reply.overloaded("too many connections, try again"), close=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if exc is not None:
+            log_event(
+                {
+                    "service": self.server.app.name,
+                    "event": "connection-lost",
+                    "client": self.client,
+                    "phase": self.phase,
+                    "error": type(exc).__name__,
+                }
+            )
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.phase == _READING and not self.closing:
+            what = "body" if self.head is not None else "headers"
+            self._refuse(400, f"request ended before its {what} were complete")
+        # Keep the transport open while an answer is being computed; it closes after it.
+        return self.phase == _BUSY
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
             return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self.buffer += data
+        if self.phase == _BUSY:
+            if len(self.buffer) > self.server.settings.max_body + _MAX_HEAD and self.transport:
+                self.transport.pause_reading()  # a pipelining client must wait for its answers
+            return
+        self.batching = True
         try:
-            super().process_request_thread(request, client_address)
+            self._advance()
         finally:
-            self._slots.release()
+            self.batching = False
+            self._flush()
 
+    # the request cycle
 
-def _refuse_busy(sock: socket.socket) -> None:
-    body = b"error: too many connections, try again\n"
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    try:
-        sock.settimeout(1.0)
-        sock.sendall(head.encode() + body)
-    except OSError:
-        pass
+    def _advance(self) -> None:
+        """Frame and dispatch every complete request in the buffer, one at a time."""
+        settings = self.server.settings
+        while not self.closing and self.phase != _BUSY:
+            if self.head is None:
+                if self.phase == _IDLE:
+                    while self.buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore a leading CRLF
+                        del self.buffer[:2]
+                    if not self.buffer:
+                        return
+                    self.phase = _READING
+                    self.started = time.perf_counter()
+                    self.deadline = time.monotonic() + settings.read_timeout
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buffer) > _MAX_HEAD:
+                        self._refuse(431, "request headers too large")
+                    return
+                try:
+                    head = parse_head(bytes(self.buffer[:end]))
+                except _BadRequest as bad:
+                    self._refuse(bad.status, bad.message)
+                    return
+                del self.buffer[: end + 4]
+                if head.body_length > settings.max_body:
+                    # The body stays unread, so this connection cannot carry another request.
+                    self._refuse(
+                        413,
+                        f"body of {head.body_length} bytes is longer than the limit of "
+                        f"{settings.max_body} bytes",
+                    )
+                    return
+                self.head = head
+                self.continued = False
+            head = self.head
+            if len(self.buffer) < head.body_length:
+                if head.expect_continue and not self.continued and self.transport:
+                    self.continued = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
+            body = bytes(self.buffer[: head.body_length])
+            del self.buffer[: head.body_length]
+            self.head = None
+            self._dispatch(head, body)
 
+    def _dispatch(self, head: _Head, raw_body: bytes) -> None:
+        target = head.target
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+        else:
+            parts = urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        fields: dict[str, Any] = {
+            "service": self.server.app.name,
+            "method": head.method,
+            "path": path,
+            # With the port, a reader sees kept-alive connections being reused.
+            "client": self.client,
+        }
+        head_only = head.method == "HEAD"
+        if head.method not in ("GET", "HEAD", "POST"):
+            reply = Reply.text(405, f"error: method {head.method} not allowed; use {ALLOWED}")
+            reply.headers["Allow"] = ALLOWED
+            self._finish(reply, fields, head, head_only)
+            return
+        try:
+            body = raw_body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            reply = Reply.text(400, f"error: body is not UTF-8 text (byte {error.start + 1})")
+            self._finish(reply, fields, head, head_only)
+            return
+        method = "GET" if head_only else head.method
+        request = Request(method, path, query, head.headers, body)
+        try:
+            answer = self.server.app.handle(request)
+        except Exception:
+            self._finish(_internal_error(fields), fields, head, head_only)
+            return
+        if isinstance(answer, Reply):
+            self._finish(answer, fields, head, head_only)
+            return
+        self.phase = _BUSY
+        answer.add_done_callback(lambda done: self._finished(done, fields, head, head_only))
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = f"calculator/{__version__}"
-    sys_version = ""
-    # Small replies written as headers then body must not wait for a delayed ACK.
-    disable_nagle_algorithm = True
-    error_content_type = "text/plain; charset=utf-8"
-    error_message_format = "error: %(code)d %(message)s\n"
+    def _finished(
+        self, done: asyncio.Future[Reply], fields: dict[str, Any], head: _Head, head_only: bool
+    ) -> None:
+        try:
+            reply = done.result()
+        except Exception:
+            reply = _internal_error(fields)
+        self._finish(reply, fields, head, head_only)
+        if not self.closing:
+            if self.transport and not self.transport.is_reading():
+                self.transport.resume_reading()
+            self._advance()
 
-    server: CalcServer
+    def _finish(self, reply: Reply, fields: dict[str, Any], head: _Head, head_only: bool) -> None:
+        fields.update(reply.log)
+        fields["status"] = reply.status
+        fields["duration_ms"] = round((time.perf_counter() - self.started) * 1000, 3)
+        log_event(fields)
+        close = head.close or self.eof
+        self._write_reply(reply, close=close, head_only=head_only)
+        if not close:
+            self.phase = _IDLE
+            self.deadline = time.monotonic() + self.server.settings.idle_timeout
 
-    def setup(self) -> None:
-        super().setup()
-        # StreamRequestHandler.setup applies the class-wide timeout; this one is per server.
-        self.connection.settimeout(self.server.settings.idle_timeout)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Requests are logged once, with their meaning, by _serve.
-        pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Protocol-level errors (bad request line, oversized headers) arrive here; keep them
-        # in the same structured stream instead of the default free-text lines.
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request that cannot be framed, then close: what follows it is unknown."""
         log_event(
             {
                 "service": self.server.app.name,
                 "event": "http-error",
-                "client": self.client_address[0],
-                "detail": format % args,
+                "client": self.client,
+                "status": status,
+                "detail": message,
             }
         )
+        self._write_reply(Reply.text(status, f"error: {message}"), close=True)
 
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        parts = urlsplit(self.path)
-        fields: dict[str, Any] = {
-            "service": self.server.app.name,
-            "method": self.command,
-            "path": parts.path,
-            # With the port, a reader sees kept-alive connections being reused.
-            "client": f"{self.client_address[0]}:{self.client_address[1]}",
-        }
-        try:
-            reply = self._reply(parts.path, parts.query)
-        except Exception:
-            # Never a stack trace to the client; the operator gets it in the log.
-            reply = Reply.text(500, "error: internal error", error="internal error")
-            fields["traceback"] = traceback.format_exc()
-        fields.update(reply.log)
-        self._send(reply)
-        fields["status"] = reply.status
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        log_event(fields)
+    def timed_out(self, now: float) -> None:
+        """Called by the sweep once this connection's deadline has passed."""
+        if self.phase == _READING:
+            what = "body" if self.head is not None else "headers"
+            limit = self.server.settings.read_timeout
+            self._refuse(408, f"request {what} not received within {limit:g} s")
+        elif self.phase == _IDLE and self.transport is not None:
+            self.closing = True
+            self.transport.close()
 
-    def _reply(self, path: str, query: str) -> Reply:
-        body = ""
-        if self.command == "POST":
-            read = self._read_body()
-            if isinstance(read, Reply):
-                return read
-            body = read
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        return self.server.app.handle(Request(self.command, path, query, headers, body))
+    def _write_reply(self, reply: Reply, *, close: bool, head_only: bool = False) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.closing = True
+            return
+        lines = [
+            f"HTTP/1.1 {reply.status} {_PHRASES.get(reply.status, '')}\r\n"
+            f"Server: calculator/{__version__}\r\nDate: {self.server.date()}\r\n"
+            f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"
+        ]
+        for key, value in reply.headers.items():
+            lines.append(f"{key}: {value}\r\n")
+        if close:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        data = "".join(lines).encode("latin-1")
+        self.out.append(data if head_only else data + reply.body)
+        if close:
+            self.closing = True
+        if not self.batching:
+            self._flush()
 
-    def _read_body(self) -> str | Reply:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            return Reply.text(411, "error: send the body with a Content-Length (no chunks)")
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            return Reply.text(411, "error: a POST needs a Content-Length")
-        try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            return Reply.text(400, "error: invalid Content-Length")
-        limit = self.server.settings.max_body
-        if length > limit:
-            # The body is left unread, so this connection cannot carry another request.
-            self.close_connection = True
-            return Reply.text(
-                413, f"error: body of {length} bytes is longer than the limit of {limit} bytes"
+    def _flush(self) -> None:
+        transport = self.transport
+        if self.out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
+        self.out.clear()
+        if self.closing and transport is not None:
+            transport.close()
+
+
+def _internal_error(fields: dict[str, Any]) -> Reply:
+    # Never a stack trace to the client; the operator gets it in the log, on one line.
+    fields["traceback"] = traceback.format_exc()
+    return Reply.text(500, "error: internal error", error="internal error")
+
+
+class CalcServer:
+    """One role's listening socket and its connections, on the running event loop."""
+
+    def __init__(self, settings: Settings, app: Application) -> None:
+        self.settings = settings
+        self.app = app
+        self.connections: set[_Connection] = set()
+        self.server: asyncio.Server | None = None
+        self._date = ("", 0)
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _Connection(self),
+            self.settings.host,
+            self.settings.port,
+            family=socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET,
+            backlog=1024,
+            reuse_address=True,
+        )
+        self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        log_event(
+            {
+                "service": self.app.name,
+                "event": "listening",
+                "host": host,
+                "port": port,
+                "version": __version__,
+            }
+        )
+        return host, port
+
+    def date(self) -> str:
+        now = int(time.time())
+        if self._date[1] != now:
+            self._date = (formatdate(now, usegmt=True), now)
+        return self._date[0]
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self.connections if c.deadline <= now]:
+            if connection.phase != _BUSY:
+                connection.timed_out(now)
+        self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+
+
+def report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's own errors as one JSON line each, never a multi-line traceback."""
+    error = context.get("exception")
+    fields: dict[str, Any] = {"event": "loop-error", "detail": context.get("message", "")}
+    if isinstance(error, BaseException):
+        fields["error"] = type(error).__name__
+        if not isinstance(error, OSError):
+            fields["traceback"] = "".join(
+                traceback.format_exception(type(error), error, error.__traceback__)
             )
-        raw = self.rfile.read(length)
-        if len(raw) < length:
-            self.close_connection = True
-            return Reply.text(400, "error: body ended before its Content-Length")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return Reply.text(400, f"error: body is not UTF-8 text (byte {error.start + 1})")
-
-    def _send(self, reply: Reply) -> None:
-        try:
-            self.send_response(reply.status, HTTPStatus(reply.status).phrase)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(reply.body)
-        except OSError:
-            # The client went away; nothing to answer and nothing to crash about.
-            self.close_connection = True
-
-
-def serve(server: CalcServer) -> None:
-    """Log where the server listens (tests read the real port from it), then serve."""
-    host, port = server.server_address[:2]
-    log_event(
-        {
-            "service": server.app.name,
-            "event": "listening",
-            "host": host,
-            "port": port,
-            "version": __version__,
-        }
-    )
-    server.serve_forever(poll_interval=0.5)
+    log_event(fields)

@@ -30,7 +30,7 @@ class OperationService:
         self.limits = limits
 
     def handle(self, request: Request) -> Reply:
-        if request.path == "/health" and request.method == "GET":
+        if request.path == "/health" and request.method == "GET":  # HEAD arrives as GET
             return Reply.json(
                 200,
                 {

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
-import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 
 class StalledService:
@@ -56,41 +54,67 @@ class StalledService:
 
 
 class SlowSum:
-    """A correct sum service that takes ``delay`` seconds per call, counting calls in flight."""
+    """A correct sum service that takes ``delay`` seconds per call, counting calls in flight.
+
+    Like any HTTP/1.1 server it answers pipelined requests in order, but it works on them
+    concurrently (as an operation service may: the operations are pure), so ``peak`` counts the
+    calls the front end had in flight at once, however it spread them over connections.
+    """
 
     def __init__(self, delay: float) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                with fake.lock:
-                    fake.in_flight += 1
-                    fake.peak = max(fake.peak, fake.in_flight)
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                time.sleep(fake.delay)
-                a, b = (Decimal(part) for part in body.split())
-                answer = f"{a + b}\n".encode()
-                with fake.lock:
-                    fake.in_flight -= 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
         self.delay = delay
-        self.lock = threading.Lock()
         self.in_flight = 0
         self.peak = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.port = 0
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            self.loop.run_forever()
+            server.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        started.wait(5)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _answer(self, body: bytes) -> bytes:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        await asyncio.sleep(self.delay)
+        self.in_flight -= 1
+        a, b = (Decimal(part) for part in body.decode().split())
+        answer = f"{a + b}\n".encode()
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answers: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue()
+
+        async def write_in_order() -> None:
+            while (task := await answers.get()) is not None:
+                writer.write(await task)
+
+        writing = asyncio.create_task(write_in_order())
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.decode("latin-1").split("\r\n"):
+                    if line.lower().startswith("content-length:"):
+                        length = int(line.split(":", 1)[1])
+                body = await reader.readexactly(length)
+                answers.put_nowait(asyncio.create_task(self._answer(body)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            answers.put_nowait(None)
+            await writing
+            writer.close()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
