@@ -153,6 +153,7 @@ def _operate(
     ctx = runner.RunContext(
         ws,
         class_ws.existing_stacks(ws),
+        env=env,
         health=health_check() if operation in ("up", "status", "refresh") else None,
         extra_config=_docker_overrides(roster, env) if operation != "status" else {},
         force=force,

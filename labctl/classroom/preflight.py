@@ -9,6 +9,7 @@ the whole run before anything is created.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,3 +75,23 @@ def quota_table(result: ClassPreflight, *, all_rows: bool = False) -> Table:
         style = "red" if row.short else ""
         grid.add_row(row.resource, str(row.need), free, limit, str(row.used), style=style)
     return grid
+
+
+def wait_for_builds(env: Mapping[str, str], student: str, within: float = 180.0) -> list[str]:
+    """Wait until none of the student's servers is in BUILD (README: after an interrupted
+    `up`, refresh only once Nova has finished the builds it accepted); the names still
+    building when `within` seconds have passed."""
+    conn, _ = preflight.connect(env, {})
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            building = [
+                s.name
+                for s in conn.compute.servers(name=f"^{student}-")
+                if s.status == "BUILD" and (s.name or "").startswith(f"{student}-")
+            ]
+            if not building or time.monotonic() >= deadline:
+                return building
+            time.sleep(3)
+    finally:
+        conn.close()

@@ -38,6 +38,7 @@ from pulumi.automation import (
     UpdateSummary,
 )
 
+from labctl.classroom import preflight as class_preflight
 from labctl.classroom import workspace as class_ws
 from labctl.classroom.report import ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
@@ -55,6 +56,7 @@ class RunContext:
 
     ws: LocalWorkspace
     existing: Mapping[str, Any]
+    env: Mapping[str, str] = field(default_factory=dict)
     health: HealthCheck | None = None
     extra_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     force: bool = False
@@ -207,6 +209,10 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
             outcome.finish("deployed")
             return
         refresh = last is not None and last.result != "succeeded"
+    if refresh and student.config.target == "openstack":
+        outcome.detail = "waiting for Nova's builds"
+        if building := class_preflight.wait_for_builds(ctx.env, student.id):
+            outcome.detail = f"still in BUILD after 180 s: {', '.join(building)}"
     action = "up --refresh" if refresh else "up"
     ok = _run_engine(
         ctx,
