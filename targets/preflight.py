@@ -55,6 +55,10 @@ class CloudUnreachable(Exception):
     """Authentication or connection failed; the message names cloud, user and auth URL."""
 
 
+class CloudNotAnswering(CloudUnreachable):
+    """Nothing answered at the auth URL (as opposed to credentials being refused)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     key: str  # the config key as typed, with its namespace: "calculator-lab:image"; or "quota"
@@ -228,9 +232,7 @@ def _network_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[
             message = f"network '{name}' is not external (no floating IPs, no router gateway)"
         else:
             continue
-        problems.append(
-            Problem(f"{PROJECT}:externalNetwork", tuple(users), message + "; external", external)
-        )
+        problems.append(Problem(f"{PROJECT}:externalNetwork", tuple(users), message, external))
     for (name, wanted), users in by_id.items():
         found = facts.networks.get(name)
         if found is not None and found[0] != wanted:
@@ -509,7 +511,7 @@ def connect(env: Mapping[str, str], provider: Mapping[str, str]) -> tuple[Any, s
                 " user and project (openrc, clouds.yaml or openstack:* config)"
             ) from None
         if any(isinstance(e, (ks_exc.ConnectionError, ks_exc.DiscoveryFailure)) for e in chain):
-            raise CloudUnreachable(
+            raise CloudNotAnswering(
                 f"OpenStack cannot be reached for {who}: {reason}; check the auth URL and"
                 " that the cloud is up"
             ) from None

@@ -18,6 +18,7 @@ from lab.names import student_tag
 from lab.quota import FlavorSize, Needs
 from targets.preflight import (
     CloudFacts,
+    CloudNotAnswering,
     CloudUnreachable,
     LabResources,
     Report,
@@ -90,7 +91,7 @@ def test_every_problem_is_listed_with_its_key_and_what_exists() -> None:
         "calculator-lab:imageByRole.front (alice): image 'half-uploaded' is queued; available: debian-12",
         "calculator-lab:image (alice): no image named 'debian-13'; available: debian-12",
         "calculator-lab:flavorByRole.front (alice): no flavor named 'm1.huge'; available: m1.small, m1.tiny",
-        "calculator-lab:externalNetwork (alice): no network named 'publik'; external; available: public",
+        "calculator-lab:externalNetwork (alice): no network named 'publik'; available: public",
         "calculator-lab:keyPair (alice): no key pair named 'desktop' for this user (key pairs are per user); or give a public key instead: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\"; available: laptop",
     ]
 
@@ -98,7 +99,7 @@ def test_every_problem_is_listed_with_its_key_and_what_exists() -> None:
 def test_an_internal_network_and_a_wrong_id_are_named() -> None:
     internal = check(facts(), [stack("alice", externalNetwork="shared-lan")])
     assert rendered(internal) == [
-        "calculator-lab:externalNetwork (alice): network 'shared-lan' is not external (no floating IPs, no router gateway); external; available: public"
+        "calculator-lab:externalNetwork (alice): network 'shared-lan' is not external (no floating IPs, no router gateway); available: public"
     ]
     wrong = check(
         facts(), [stack("alice", externalNetworkId="00000000-0000-4000-8000-000000000001")]
@@ -329,7 +330,7 @@ def test_an_unreachable_auth_url_is_one_line_naming_user_and_url(
         "userDomainName": "Default",
         "projectDomainName": "Default",
     }
-    with pytest.raises(CloudUnreachable) as caught:
+    with pytest.raises(CloudNotAnswering) as caught:
         connect({}, provider)
     message = str(caught.value)
     assert message.startswith(

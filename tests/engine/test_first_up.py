@@ -1,0 +1,293 @@
+"""A student's first `pulumi up` (issue 10), against the real engine, provider and test cloud.
+
+- Each shipped OpenStack stack file deploys exactly as committed (no `config set`), its
+  outputs include the `ssh -J` commands, and `destroy` empties the project.
+- Every cloud-side mistake (image, flavor, key pair, external network name or id, quota, a
+  student id another stack holds, wrong password, unreachable auth URL) stops `up` before any
+  resource exists, with one message naming the config key and no Python traceback; checked
+  with openstacksdk: the project is empty afterwards.
+- Servers in ERROR (nova-compute down while they were scheduled) converge with a plain `up`.
+
+Times to fail are printed (pytest -s): the closing table of issue 10 comes from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import REPO, Pulumi, Result, Toolchain
+from .repo_program import copy_program, stack_config
+from .test_openstack_testcloud import project_is_empty
+
+pytestmark = [pytest.mark.engine, pytest.mark.testcloud]
+
+UP_TIMEOUT = 900.0
+SHIPPED = ("alice", "bob")
+
+
+def program_copy(workdir: Path, stacks: tuple[str, ...]) -> Path:
+    copy_program(workdir, stacks)
+    # The program's entry point lives in targets/ since the refactor; older copies lack it.
+    if not (workdir / "targets").exists():
+        shutil.copytree(
+            REPO / "targets", workdir / "targets", ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return workdir
+
+
+def counts(conn: Any) -> dict[str, int]:
+    project = conn.current_project_id
+    net = conn.network
+    return {
+        "servers": len(list(conn.compute.servers())),
+        "ports": len(list(net.ports(project_id=project))),
+        "networks": len(list(net.networks(project_id=project))),
+        "routers": len(list(net.routers(project_id=project))),
+        "floating_ips": len(list(net.ips(project_id=project))),
+        "security_groups": len(
+            [g for g in net.security_groups(project_id=project) if g.name != "default"]
+        ),
+        "keypairs": len(list(conn.compute.keypairs())),
+    }
+
+
+class FirstUp:
+    """Stacks of a copy of the program with one of the shipped stack files, as a student has."""
+
+    def __init__(self, pulumi: Pulumi, root: Path) -> None:
+        self.pulumi = pulumi
+        self.root = root
+        self.made: list[tuple[Path, str]] = []
+
+    def stack(self, name: str, template: str = "alice", **config: str) -> Path:
+        workdir = program_copy(self.root / name, (template,))
+        if name != template:
+            (workdir / f"Pulumi.{template}.yaml").rename(workdir / f"Pulumi.{name}.yaml")
+        self.pulumi("stack", "init", name, cwd=workdir, check=True)
+        for key, value in config.items():
+            self.pulumi(
+                "config",
+                "set",
+                "--path",
+                f"calculator-lab:{key}",
+                value,
+                "--stack",
+                name,
+                cwd=workdir,
+                check=True,
+            )
+        self.made.append((workdir, name))
+        return workdir
+
+    def run(self, workdir: Path, stack: str, *args: str, check: bool = False) -> Result:
+        return self.pulumi(*args, "--stack", stack, cwd=workdir, timeout=UP_TIMEOUT, check=check)
+
+    def up(self, workdir: Path, stack: str, check: bool = False) -> Result:
+        return self.run(workdir, stack, "up", "--yes", "--skip-preview", check=check)
+
+
+@pytest.fixture
+def first_up(
+    toolchain: Toolchain, pulumi_cli: Pulumi, tmp_path: Path, clouds_yaml: Path, member: Any
+) -> Iterator[FirstUp]:
+    toolchain.require("openstack")
+    pulumi_cli.extra_env.update(
+        {
+            "OS_CLIENT_CONFIG_FILE": str(clouds_yaml),
+            "OS_CLOUD": os.environ.get("OS_CLOUD", "testcloud"),
+        }
+    )
+    assert project_is_empty(member, wait=5), "the project holds resources before the test"
+    made = FirstUp(pulumi_cli, tmp_path)
+    yield made
+    for workdir, stack in reversed(made.made):
+        made.run(workdir, stack, "destroy", "--yes", "--skip-preview")
+    assert project_is_empty(member), "the test left resources in the student project"
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_the_shipped_stack_file_deploys_as_committed(
+    stack: str, first_up: FirstUp, member: Any
+) -> None:
+    config = stack_config(stack)
+    assert "externalNetworkId" not in config, "an id in a shipped file only fits one cloud"
+    workdir = first_up.stack(stack, template=stack)
+    result = first_up.up(workdir, stack)
+    assert result.code == 0, result.describe()
+    servers = {s.name: s.status for s in member.compute.servers()}
+    assert servers == {f"{stack}-{r}": "ACTIVE" for r in ("front", "sum", "sub", "mul", "div")}
+    outputs = json.loads(first_up.run(workdir, stack, "stack", "output", "--json").stdout)
+    front = outputs["frontendFloatingIp"]
+    assert outputs["sshCommands"][f"{stack}-sum"].startswith(f"ssh -J debian@{front} debian@")
+    print(f"\nfirst up of Pulumi.{stack}.yaml as committed: {result.seconds:.1f}s")
+
+
+def _refused(first_up: FirstUp, member: Any, workdir: Path, stack: str, *expected: str) -> float:
+    before = counts(member)
+    result = first_up.up(workdir, stack)
+    assert result.code != 0, result.describe()
+    for text in expected:
+        assert text in result.output, result.describe()
+    assert "Traceback" not in result.output, result.describe()
+    assert counts(member) == before, "the refused up created resources"
+    return result.seconds
+
+
+MISTAKES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "image": ({"image": "debian-13"}, ("calculator-lab:image", "available: debian-12")),
+    "flavor per role": (
+        {"flavorByRole.front": "m1.huge"},
+        ("calculator-lab:flavorByRole.front", "available: m1.small, m1.tiny"),
+    ),
+    "key pair": (
+        {"keyPair": "laptop"},
+        ("calculator-lab:keyPair", "no key pair named 'laptop'"),
+    ),
+    "external network name": (
+        {"externalNetwork": "publik"},
+        ("calculator-lab:externalNetwork", "available: public"),
+    ),
+    "external network id": (
+        {"externalNetworkId": "00000000-0000-4000-8000-000000000001"},
+        ("calculator-lab:externalNetworkId", "is not the id of 'public'"),
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_cloud_side_mistake_stops_before_anything_exists(
+    mistake: str, first_up: FirstUp, member: Any
+) -> None:
+    config, expected = MISTAKES[mistake]
+    if mistake == "key pair":
+        config = config | {"sshPublicKey": ""}  # keyPair and sshPublicKey exclude each other
+    workdir = first_up.stack("carol", **config)
+    seconds = _refused(first_up, member, workdir, "carol", "nothing was created", *expected)
+    print(f"\n{mistake}: refused in {seconds:.1f}s, nothing created")
+
+
+@pytest.fixture
+def three_instances(admin: Any, member: Any) -> Iterator[None]:
+    project = member.current_project_id
+    admin.set_compute_quotas(project, instances=3)
+    try:
+        yield
+    finally:
+        admin.set_compute_quotas(project, instances=20)
+
+
+@pytest.mark.usefixtures("three_instances")
+def test_a_quota_too_small_stops_before_anything_exists(first_up: FirstUp, member: Any) -> None:
+    workdir = first_up.stack("carol")
+    seconds = _refused(
+        first_up,
+        member,
+        workdir,
+        "carol",
+        "not enough instances",
+        "instances                  5     3",
+    )
+    print(f"\nquota of 3 instances: refused in {seconds:.1f}s, nothing created")
+
+
+@pytest.mark.parametrize("failure", ["wrong password", "unreachable auth URL"])
+def test_authentication_and_connection_failures_are_one_message(
+    failure: str, first_up: FirstUp, member: Any, clouds_yaml: Path, tmp_path: Path
+) -> None:
+    clouds = yaml.safe_load(clouds_yaml.read_text())
+    auth = clouds["clouds"]["testcloud"]["auth"]
+    if failure == "wrong password":
+        auth["password"] = "not-the-password"
+        expected = "OpenStack refused the credentials of cloud 'testcloud' (user student"
+    else:
+        auth["auth_url"] = "http://127.0.0.1:9/v3"
+        expected = "OpenStack cannot be reached for cloud 'testcloud' (user student, auth URL http://127.0.0.1:9/v3)"
+    broken = tmp_path / "clouds.yaml"
+    broken.write_text(yaml.safe_dump(clouds))
+    first_up.pulumi.extra_env.update(
+        {"OS_CLIENT_CONFIG_FILE": str(broken), "OS_CLOUD": "testcloud"}
+    )
+    workdir = first_up.stack("carol")
+    seconds = _refused(first_up, member, workdir, "carol", expected)
+    first_up.pulumi.extra_env["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)  # for the tear-down
+    print(f"\n{failure}: refused in {seconds:.1f}s, nothing created")
+
+
+STACK_TAGGED = "stack_tag" in (REPO / "targets" / "openstack.py").read_text()
+
+
+@pytest.mark.xfail(
+    not STACK_TAGGED,
+    strict=True,
+    reason="the owner of a student id is known once targets/openstack.py tags with the stack",
+)
+@pytest.mark.parametrize("key", ["sshPublicKey", "keyPair"])
+def test_a_student_id_held_by_another_stack_is_refused(
+    key: str, first_up: FirstUp, member: Any
+) -> None:
+    first = first_up.stack("alice")
+    assert first_up.up(first, "alice").code == 0
+    config = {"student": "alice"}
+    if key == "keyPair":
+        config |= {"sshPublicKey": "", "keyPair": "alice-key"}  # the first stack's key pair
+    second = first_up.stack("alice-2", **config)
+    seconds = _refused(
+        first_up, member, second, "alice-2", "calculator-lab:student", "belongs to stack alice"
+    )
+    print(f"\nduplicate student id ({key}): refused in {seconds:.1f}s, nothing created")
+
+
+def _servers_settled(member: Any, prefix: str, within: float = 180) -> dict[str, str]:
+    deadline = time.monotonic() + within
+    while True:
+        servers = {s.name: s.status for s in member.compute.servers() if s.name.startswith(prefix)}
+        if "BUILD" not in servers.values() or time.monotonic() > deadline:
+            return servers
+        time.sleep(2)
+
+
+@pytest.fixture
+def compute_disabled(admin: Any) -> Iterator[Callable[[], None]]:
+    """Disables the only compute host (the scheduler then puts new servers in ERROR, "No valid
+    host"); the returned function enables it again, as does the tear-down."""
+    (service,) = list(admin.compute.services(binary="nova-compute"))
+    admin.compute.disable_service(service, disabled_reason="test_first_up")
+
+    def enable() -> None:
+        admin.compute.enable_service(service)
+
+    try:
+        yield enable
+    finally:
+        enable()
+
+
+def test_servers_in_error_converge_with_a_plain_up(
+    first_up: FirstUp, member: Any, compute_disabled: Callable[[], None]
+) -> None:
+    workdir = first_up.stack("dora")
+    failed = first_up.up(workdir, "dora")
+    servers = _servers_settled(member, "dora-")
+    in_error = sorted(name for name, status in servers.items() if status == "ERROR")
+    print(f"\nno compute host: up exited {failed.code} in {failed.seconds:.1f}s, ERROR: {in_error}")
+    assert in_error, f"no server went to ERROR: {servers}\n{failed.describe()}"
+
+    compute_disabled()
+    again = first_up.up(workdir, "dora")
+    assert again.code == 0, again.describe()
+    # Nova's reason reaches the student: the preflight names each failed server's fault.
+    assert "is in ERROR: No valid host" in again.output, again.describe()
+    servers = _servers_settled(member, "dora-")
+    assert set(servers.values()) == {"ACTIVE"}, servers
+    assert len(servers) == 5
+    print(f"plain up after ERROR: converged in {again.seconds:.1f}s")
+    assert first_up.run(workdir, "dora", "preview", "--expect-no-changes").code == 0
