@@ -47,7 +47,7 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
         report = preflight.check(preflight.read_cloud(conn, cloud), stacks)
     finally:
         conn.close()
-    lines = {s.stack: s.line for s in roster.students}
+    by_stack = {s.stack: s for s in roster.students}
     per_student: dict[str, list[str]] = {}
     class_wide: list[str] = []
     for problem in report.problems:
@@ -58,7 +58,9 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
             text = f"{problem.key}: {problem.message}"
             if problem.available:
                 text += "; available: " + ", ".join(problem.available)
-            per_student.setdefault(stack, []).append(f"line {lines.get(stack, '?')}: {text}")
+            student = by_stack.get(stack)
+            where = student.line_of(problem.key.split(":", 1)[-1]) if student else "?"
+            per_student.setdefault(stack, []).append(f"line {where}: {text}")
     refused = "\n".join(class_wide) if class_wide else None
     return ClassPreflight(cloud, report, refused, per_student)
 

@@ -53,6 +53,11 @@ class Student:
     config: LabConfig
     values: dict[str, Any]  # the merged stack-file values (keys without the project prefix)
     line: int
+    key_lines: dict[str, int] = field(default_factory=dict)  # where each value was set
+
+    def line_of(self, key: str) -> int:
+        """The line that sets `key` (`image`, `flavorByRole.front`...) for this student."""
+        return self.key_lines.get(key.split(".", 1)[0], self.line)
 
     @property
     def stack(self) -> str:
@@ -255,7 +260,10 @@ def _students(
                 else:
                     problems.add(line, text)
             continue
-        students.append(Student(student_id, config, values, line))
+        key_lines = {k: _line(n) for k, n in defaults.keys.items()}
+        key_lines |= {k: _line(n) for k, n in entry.keys.items() if k != ENTRY_ID}
+        key_lines["student"] = id_line
+        students.append(Student(student_id, config, values, line, key_lines))
     for (line, text), ids in from_defaults.items():
         problems.add(line, f"{text} (students {', '.join(ids)})")
     _docker_ports(students, problems)

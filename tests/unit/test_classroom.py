@@ -283,7 +283,7 @@ def test_a_missing_image_names_the_students_and_their_lines(
     result = run_preflight(monkeypatch, roster, facts(instances_limit=100))
     assert result.refused is None
     assert result.per_student == {
-        "cls-a": ["line 8: calculator-lab:image: no image named 'debian-13'; available: debian-12"]
+        "cls-a": ["line 10: calculator-lab:image: no image named 'debian-13'; available: debian-12"]
     }
 
 
