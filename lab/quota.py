@@ -9,8 +9,8 @@ every sum against the resources the program declares under mocks):
 - one server, one port and one security group per node; a floating IP per exposed node;
 - one network and one subnet per topology subnet; one router per topology router, one port and
   one interface per router interface;
-- per node's group: the app port and ping, plus SSH when `sshAllowedCidr` is set; and the two
-  egress rules (IPv4, IPv6) Neutron adds to every new group, which count against the quota;
+- per node's group: its ingress rules as lab/openstack_plan.py plans them, and the two egress
+  rules (IPv4, IPv6) Neutron adds to every new group, which count against the quota;
 - one DHCP port per subnet: clouds with a DHCP agent create it in the project (the test cloud
   has none, so it is headroom there);
 - one key pair when `sshPublicKey` asks the program to create `<student>-key`.
@@ -23,12 +23,11 @@ from dataclasses import dataclass, fields
 
 from lab.config import LabConfig
 from lab.names import ROLES, Role
+from lab.openstack_plan import ingress_rules
 from lab.topology import Topology
 
 # Rules Neutron puts into every new security group (egress, IPv4 and IPv6).
 DEFAULT_RULES_PER_GROUP = 2
-# Ingress rules of every node's group: its calculator port and ICMP echo; SSH when enabled.
-BASE_RULES_PER_NODE = 2
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,12 @@ class Needs:
 
 def images_by_role(config: LabConfig) -> dict[Role, str]:
     """The image each VM boots: `imageByRole` over `image`."""
-    return {role: config.image_by_role.get(role) or config.image or "" for role in ROLES}
+    return {role: config.image_for(role) or "" for role in ROLES}
 
 
 def flavors_by_role(config: LabConfig) -> dict[Role, str]:
     """The flavor of each VM: `flavorByRole` over `flavor`."""
-    return {role: config.flavor_by_role.get(role) or config.flavor or "" for role in ROLES}
+    return {role: config.flavor_for(role) or "" for role in ROLES}
 
 
 def stack_needs(config: LabConfig, topology: Topology, flavors: Mapping[str, FlavorSize]) -> Needs:
@@ -84,7 +83,8 @@ def stack_needs(config: LabConfig, topology: Topology, flavors: Mapping[str, Fla
     sizes = [flavors.get(by_role[node.role]) for node in topology.nodes]
     nodes = len(topology.nodes)
     router_interfaces = sum(len(router.interfaces) for router in topology.routers)
-    rules_per_node = BASE_RULES_PER_NODE + (1 if config.ssh_allowed_cidr is not None else 0)
+    ssh_from = str(config.ssh_allowed_cidr) if config.ssh_allowed_cidr else None
+    ingress = sum(len(ingress_rules(node, ssh_from)) for node in topology.nodes)
     return Needs(
         instances=nodes,
         cores=sum(size.vcpus for size in sizes if size is not None),
@@ -97,7 +97,7 @@ def stack_needs(config: LabConfig, topology: Topology, flavors: Mapping[str, Fla
         router_interfaces=router_interfaces,
         floating_ips=sum(1 for node in topology.nodes if node.exposed),
         security_groups=nodes,
-        security_group_rules=nodes * (rules_per_node + DEFAULT_RULES_PER_GROUP),
+        security_group_rules=ingress + nodes * DEFAULT_RULES_PER_GROUP,
     )
 
 

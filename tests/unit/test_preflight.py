@@ -334,7 +334,7 @@ def test_an_unreachable_auth_url_is_one_line_naming_user_and_url(
         connect({}, provider)
     message = str(caught.value)
     assert message.startswith(
-        f"OpenStack cannot be reached for the cloud of the openstack:* settings (user carol, auth URL {url}): [Errno 111] Connection refused; "
+        f"OpenStack cannot be reached for the cloud of the openstack:* settings (user carol, auth URL {url}): "
     )
     assert message.endswith("check the auth URL and that the cloud is up")
     assert "\n" not in message
