@@ -52,7 +52,7 @@ def test_stop_terms_then_kills_what_ignores_it(sup: procsup.Supervisor) -> None:
     sup.stop(["polite", "stubborn"], grace=1.0)
     took = time.monotonic() - t0
     assert sup.owned() == []
-    assert 1.0 <= took < 4.0
+    assert 1.0 <= took < 8.0
     assert not sup.pidfile("polite").exists()
 
 
