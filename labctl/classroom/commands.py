@@ -168,19 +168,35 @@ def _operate(
     todo = roster
     if operation in ("up", "preview"):
         todo = _preflight(roster, ctx, report, env, operation)
-    interactive = console.is_terminal
-    with Live(
-        table(report, live=True), console=console, auto_refresh=False, transient=interactive
-    ) as live:
-        runner.run_class(
-            ctx,
-            operation,
-            todo,
-            report,
-            workers=count,
-            tick=lambda: live.update(table(report, live=True), refresh=interactive),
-        )
+    if console.is_terminal:
+        with Live(table(report, live=True), console=console, transient=True) as live:
+            runner.run_class(
+                ctx,
+                operation,
+                todo,
+                report,
+                workers=count,
+                tick=lambda: live.update(table(report, live=True)),
+            )
+    else:  # a log: one line per student as they finish
+        runner.run_class(ctx, operation, todo, report, workers=count, tick=_Lines(report))
     _finish(report, report_path)
+
+
+class _Lines:
+    """Progress for a log instead of a terminal: a line when a student's state is final."""
+
+    def __init__(self, report: ClassReport) -> None:
+        self.report = report
+        self.shown: set[str] = set()
+
+    def __call__(self) -> None:
+        for o in self.report.outcomes:
+            if o.student not in self.shown and o.state not in ("queued", "running"):
+                self.shown.add(o.student)
+                seconds = f" after {o.seconds:.0f}s" if o.seconds is not None else ""
+                detail = o.error or o.url or ""
+                console.print(f"{o.student}: {o.state}{seconds} {detail}", highlight=False)
 
 
 def _docker_overrides(roster: Roster, env: dict[str, str]) -> dict[str, dict[str, str]]:
