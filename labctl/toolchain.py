@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -251,12 +252,19 @@ def ensure(targets: set[str], *, build: Builder | None = None) -> dict[str, str]
 
 
 def pulumi_environment() -> dict[str, str]:
-    """The environment of whatever is there now (nothing installed or built), for read-only
-    commands such as `pulumi stack output`."""
+    """The environment of whatever is there now, for stacks of any target, installing and
+    building nothing: for read-only commands (`pulumi stack output`) and scripts/pulumi-env."""
     env = dict(os.environ)
     built = built_paths()
-    chosen = plan(set(), env, built, install=False)
+    chosen = plan(set(PROVIDERS), env, built, install=False)
     return workspace.engine_env(environment(chosen, built, env))
+
+
+def print_exports() -> None:
+    """`export` lines for what pulumi_environment() sets or changes (scripts/pulumi-env)."""
+    for key, value in pulumi_environment().items():
+        if os.environ.get(key) != value:
+            print(f"export {key}={shlex.quote(value)}")
 
 
 def run_build(targets: list[str], env: Mapping[str, str]) -> None:
