@@ -9,7 +9,11 @@ import typer
 from rich.console import Console
 
 from labctl import stacks
+from labctl.check import check
+from labctl.classroom.commands import class_app
+from labctl.diagram import diagram
 from labctl.paths import ROOT
+from labctl.snapshot import snapshot_app
 
 app = typer.Typer(
     name="lab",
@@ -56,6 +60,12 @@ def new(
         f"created {path.name}; next: pulumi stack select --create {student} && "
         'pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"'
     )
+
+
+app.command()(check)
+app.command()(diagram)
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(class_app, name="class")
 
 
 def main() -> None:
