@@ -147,7 +147,11 @@ class ServicePool:
             if call.done:
                 continue
             call.connection = None
-            if call.retried:
+            if connection.closed_by_us:
+                # Cut because a call ahead of it was overdue (or answered nonsense): not this
+                # call's fault, so it goes first in line again, its deadline unchanged.
+                self.waiting.appendleft(call)
+            elif call.retried:
                 message = (
                     f"{self.name} service at {self.url} closed the connection without answering"
                 )
@@ -263,6 +267,7 @@ class _ServiceConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.buffer = b""
         self.closed = False
+        self.closed_by_us = False
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -281,7 +286,7 @@ class _ServiceConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def abort(self) -> None:
-        self.closed = True
+        self.closed = self.closed_by_us = True
         if self.transport is not None:
             self.transport.abort()
 

@@ -103,3 +103,51 @@ def test_division_keeps_the_documented_precision(a: Decimal, b: Decimal) -> None
     assert Fraction(arith.apply("/", a, b, limits)) == reference_value(
         f"({arith.format_number(a)})/({arith.format_number(b)})"
     )
+
+
+# Literals of 1 to 1,000 digits (the default limit), with unary minus and parentheses: the
+# shapes that once rounded a negated 29-digit literal to 28 digits without a word.
+BIG = (
+    st.integers(1, 1000)
+    .flatmap(
+        lambda n: st.tuples(
+            st.integers(1, 9), st.text("0123456789", min_size=n - 1, max_size=n - 1)
+        )
+    )
+    .map(lambda t: f"{t[0]}{t[1]}")
+)
+BIG_LEAF = st.one_of(BIG, BIG.map(lambda d: f"{d[:-1]}.{d[-1]}" if len(d) > 1 else d), SMALL)
+
+
+def _signed(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        children.map(lambda c: f"-{c}"),
+        children.map(lambda c: f"-({c})"),
+        children.map(lambda c: f"(-{c})"),
+        st.tuples(children, st.sampled_from("+-*/"), children).map("".join),
+    )
+
+
+BIG_EXPRESSION = st.recursive(BIG_LEAF, _signed, max_leaves=4)
+WIDE = arith.Limits(max_digits=10_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BIG_EXPRESSION)
+@example("-99999999999999999999999999999")
+@example("-(12345678901234567890123456789012345)")
+@example("--" + "9" * 1000)
+@example("-(" + "9" * 1000 + ")-1")
+def test_big_literals_with_unary_minus_are_exact(text: str) -> None:
+    try:
+        got: tuple[str, object] = ("value", Fraction(calculate(text, WIDE)))
+    except ArithmeticFault as error:
+        got = ("zero", (error.message, error.position))
+    assert got == reference(text)
+
+
+@given(BIG)
+def test_negated_literal_is_the_literal_negated(digits: str) -> None:
+    # Both through the tree (a folded literal) and through the sub service's arithmetic.
+    assert arith.format_number(calculate(f"-{digits}")) == f"-{digits.lstrip('0') or '0'}"
+    assert arith.format_number(calculate(f"-({digits})")) == f"-{digits.lstrip('0') or '0'}"
