@@ -99,7 +99,7 @@ class _Progress:
         """The most telling error line: a resource's diagnostic, else the CLI's `error:` line."""
         specific = [e for e in self.errors if "update failed" not in e and e.strip()]
         if specific:
-            return specific[0]
+            return essential(specific[0])
         if self.errors:
             return self.errors[0]
         text = str(err)
@@ -108,6 +108,22 @@ class _Progress:
                 if line.strip().startswith("error:"):
                     return line.strip().removeprefix("error:").strip()
         return text
+
+
+def essential(message: str) -> str:
+    """A program's traceback reduced to the exception it ended with (what says what is
+    wrong); any other message as it is."""
+    if "Traceback (most recent call last)" not in message:
+        return message
+    lines = message.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Traceback"))
+    # Frames are indented; the exception that ended the program is the last unindented line.
+    unindented = [i for i in range(start + 1, len(lines)) if lines[i][:1] not in ("", " ", "\t")]
+    if not unindented:
+        return message
+    last = unindented[-1]
+    head = lines[0].strip() if start > 0 else ""
+    return " ".join(part for part in (head, *lines[last:]) if part.strip())
 
 
 # --- one student -----------------------------------------------------------------------------

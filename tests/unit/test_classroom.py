@@ -437,3 +437,24 @@ def test_a_pulumi_login_is_used_unless_pulumi_backend_url_names_one(tmp_path: Pa
     assert class_ws.login_backend(explicit) is None
     assert class_ws.login_backend({"HOME": str(tmp_path / "nobody")}) is None
     assert class_ws.login_backend({"HOME": str(home), "PULUMI_HOME": str(tmp_path)}) is None
+
+
+def test_a_programs_traceback_is_reduced_to_its_exception() -> None:
+    message = textwrap.dedent(
+        """\
+        Program failed with an unhandled exception:
+        Traceback (most recent call last):
+          File "/x/pulumi-language-python-exec", line 232, in <module>
+            loop.run_until_complete(coro)
+          File "/x/invoke.py", line 408, in do_rpc
+            raise error
+        Exception: invoke of openstack:networking/getNetwork:getNetwork failed: 1 error occurred:
+        \t* One of 'auth_url' or 'cloud' must be specified
+        """
+    )
+    assert " ".join(runner.essential(message).split()) == (
+        "Program failed with an unhandled exception: Exception: invoke of"
+        " openstack:networking/getNetwork:getNetwork failed: 1 error occurred:"
+        " * One of 'auth_url' or 'cloud' must be specified"
+    )
+    assert runner.essential("error: no image named 'x'") == "error: no image named 'x'"
