@@ -105,9 +105,9 @@ def parse_wire_number(text: str, label: str, limits: Limits) -> Decimal:
     return Decimal(text)
 
 
-def parse_operands(body: str, limits: Limits) -> tuple[Decimal, Decimal]:
+def parse_operands(body: str | list[str], limits: Limits) -> tuple[Decimal, Decimal]:
     """Parse a service request body: two numbers separated by whitespace, as in ``2 3``."""
-    parts = body.split()
+    parts = body.split() if isinstance(body, str) else body
     if len(parts) != 2:
         found = "nothing" if not parts else f"{len(parts)} item{'s' if len(parts) > 1 else ''}"
         raise CalcError(f"expected two numbers separated by a space, like '2 3', found {found}")
@@ -139,18 +139,26 @@ def divide(a: Decimal, b: Decimal, limits: Limits) -> Decimal:
     return context.divide(a, b)
 
 
+def _operate(op: Operator, a: Decimal, b: Decimal, limits: Limits) -> Decimal:
+    if op == "+":
+        return _EXACT.add(a, b)
+    if op == "-":
+        return _EXACT.subtract(a, b)
+    if op == "*":
+        return _EXACT.multiply(a, b)
+    return divide(a, b, limits)
+
+
 def apply(op: Operator, a: Decimal, b: Decimal, limits: Limits) -> Decimal:
     """One arithmetic operation; the result is checked against ``limits.max_digits``."""
-    if op == "+":
-        result = _EXACT.add(a, b)
-    elif op == "-":
-        result = _EXACT.subtract(a, b)
-    elif op == "*":
-        result = _EXACT.multiply(a, b)
-    else:
-        result = divide(a, b, limits)
+    result = _operate(op, a, b, limits)
     check_result(result, limits)
     return result
+
+
+def apply_text(op: Operator, a: Decimal, b: Decimal, limits: Limits) -> str:
+    """:func:`apply`, answering the result's text (formatted once, as the check needs it)."""
+    return check_result(_operate(op, a, b, limits), limits)
 
 
 def check_result(result: Decimal, limits: Limits) -> str:

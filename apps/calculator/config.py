@@ -126,7 +126,7 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
         max_connections=_integer(env, "CALC_MAX_CONNECTIONS", 256, 1, 10_000),
         idle_timeout=_seconds(env, "CALC_IDLE_TIMEOUT", 30.0),
         read_timeout=_seconds(env, "CALC_READ_TIMEOUT", 10.0),
-        max_expressions=_integer(env, "CALC_MAX_EXPRESSIONS", 64, 1, 10_000),
+        max_expressions=_integer(env, "CALC_MAX_EXPRESSIONS", 16, 1, 10_000),
         service_connections=_integer(env, "CALC_SERVICE_CONNECTIONS", 2, 1, 64),
         service_calls=_integer(env, "CALC_SERVICE_CALLS", 256, 1, 100_000),
         service_queue=_integer(env, "CALC_SERVICE_QUEUE", 1024, 0, 1_000_000),

@@ -69,12 +69,22 @@ class _LogWriter:
 
 
 _LOG = _LogWriter()
+_STAMP: list[Any] = [-1, ""]
+
+
+def _timestamp() -> str:
+    """ISO 8601 UTC to the millisecond, formatted once per millisecond (bursts share it)."""
+    now = time.time()
+    millis = int(now * 1000)
+    if millis != _STAMP[0]:
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+        _STAMP[:] = [millis, moment.isoformat(timespec="milliseconds")]
+    return str(_STAMP[1])
 
 
 def log_event(fields: Mapping[str, Any]) -> None:
     """One JSON line on stderr, written at the end of the current turn of the event loop."""
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-    _LOG.add(_ENCODE({"time": stamp, **fields}) + "\n")
+    _LOG.add(_ENCODE({"time": _timestamp(), **fields}) + "\n")
 
 
 def clip(text: str, keep: int = 40) -> str:
@@ -184,12 +194,21 @@ def parse_head(raw: bytes) -> _Head:
             raise _BadRequest(505, f"{version} is not supported; use HTTP/1.1")
         raise _BadRequest(400, "malformed request line")
     lengths: list[str] = []
+    names = _HEADER_NAMES
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        # Whitespace before the colon or a folded line is how smuggled headers hide (RFC 9112).
-        if not colon or not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
+        key = names.get(name)
+        if key is None:
+            # Whitespace before the colon or a folded line is how smuggled headers hide (RFC
+            # 9112), so a name must be a token; names seen before need no second look.
+            if not colon or not _TOKEN.fullmatch(name):
+                raise _BadRequest(400, "malformed header line")
+            key = name.lower()
+            if len(names) < 512:
+                names[name] = key
+        if "\r" in value or "\n" in value:
             raise _BadRequest(400, "malformed header line")
-        key, value = name.lower(), value.strip(" \t")
+        value = value.strip(" \t")
         if key == "content-length":
             lengths.extend(item.strip(" \t") for item in value.split(","))
         elif key in head.headers:
@@ -213,6 +232,7 @@ def parse_head(raw: bytes) -> _Head:
     return head
 
 
+_HEADER_NAMES: dict[str, str] = {}
 _IDLE, _READING, _BUSY = "idle", "reading", "busy"
 
 
@@ -290,47 +310,52 @@ class _Connection(asyncio.Protocol):
     def _advance(self) -> None:
         """Frame and dispatch every complete request in the buffer, one at a time."""
         settings = self.server.settings
-        while not self.closing and self.phase != _BUSY:
-            if self.head is None:
-                if self.phase == _IDLE:
-                    while self.buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore a leading CRLF
-                        del self.buffer[:2]
-                    if not self.buffer:
+        buffer = self.buffer
+        pos = 0  # consumed so far; cut once at the end, so a long pipeline costs no copying
+        try:
+            while not self.closing and self.phase != _BUSY:
+                if self.head is None:
+                    if self.phase == _IDLE:
+                        while buffer.startswith(b"\r\n", pos):  # RFC 9112 2.2: skip a CRLF
+                            pos += 2
+                        if pos == len(buffer):
+                            return
+                        self.phase = _READING
+                        self.started = time.perf_counter()
+                        self.deadline = time.monotonic() + settings.read_timeout
+                    end = buffer.find(b"\r\n\r\n", pos)
+                    if end < 0:
+                        if len(buffer) - pos > _MAX_HEAD:
+                            self._refuse(431, "request headers too large")
                         return
-                    self.phase = _READING
-                    self.started = time.perf_counter()
-                    self.deadline = time.monotonic() + settings.read_timeout
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self.buffer) > _MAX_HEAD:
-                        self._refuse(431, "request headers too large")
+                    try:
+                        head = parse_head(bytes(buffer[pos:end]))
+                    except _BadRequest as bad:
+                        self._refuse(bad.status, bad.message)
+                        return
+                    pos = end + 4
+                    if head.body_length > settings.max_body:
+                        # The body stays unread, so this connection cannot carry another request.
+                        self._refuse(
+                            413,
+                            f"body of {head.body_length} bytes is longer than the limit of "
+                            f"{settings.max_body} bytes",
+                        )
+                        return
+                    self.head = head
+                    self.continued = False
+                head = self.head
+                if len(buffer) - pos < head.body_length:
+                    if head.expect_continue and not self.continued and self.transport:
+                        self.continued = True
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     return
-                try:
-                    head = parse_head(bytes(self.buffer[:end]))
-                except _BadRequest as bad:
-                    self._refuse(bad.status, bad.message)
-                    return
-                del self.buffer[: end + 4]
-                if head.body_length > settings.max_body:
-                    # The body stays unread, so this connection cannot carry another request.
-                    self._refuse(
-                        413,
-                        f"body of {head.body_length} bytes is longer than the limit of "
-                        f"{settings.max_body} bytes",
-                    )
-                    return
-                self.head = head
-                self.continued = False
-            head = self.head
-            if len(self.buffer) < head.body_length:
-                if head.expect_continue and not self.continued and self.transport:
-                    self.continued = True
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                return
-            body = bytes(self.buffer[: head.body_length])
-            del self.buffer[: head.body_length]
-            self.head = None
-            self._dispatch(head, body)
+                body = bytes(buffer[pos : pos + head.body_length])
+                pos += head.body_length
+                self.head = None
+                self._dispatch(head, body)
+        finally:
+            del buffer[:pos]
 
     def _dispatch(self, head: _Head, raw_body: bytes) -> None:
         target = head.target
@@ -423,17 +448,16 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             self.closing = True
             return
-        lines = [
+        head = (
             f"HTTP/1.1 {reply.status} {_PHRASES.get(reply.status, '')}\r\n"
-            f"Server: calculator/{__version__}\r\nDate: {self.server.date()}\r\n"
+            f"{self.server.fixed_headers()}"
             f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"
-        ]
-        for key, value in reply.headers.items():
-            lines.append(f"{key}: {value}\r\n")
+        )
+        if reply.headers:
+            head += "".join(f"{key}: {value}\r\n" for key, value in reply.headers.items())
         if close:
-            lines.append("Connection: close\r\n")
-        lines.append("\r\n")
-        data = "".join(lines).encode("latin-1")
+            head += "Connection: close\r\n"
+        data = (head + "\r\n").encode("latin-1")
         self.out.append(data if head_only else data + reply.body)
         if close:
             self.closing = True
@@ -489,10 +513,12 @@ class CalcServer:
         )
         return host, port
 
-    def date(self) -> str:
+    def fixed_headers(self) -> str:
+        """Server and Date lines, formatted once a second."""
         now = int(time.time())
         if self._date[1] != now:
-            self._date = (formatdate(now, usegmt=True), now)
+            date = formatdate(now, usegmt=True)
+            self._date = (f"Server: calculator/{__version__}\r\nDate: {date}\r\n", now)
         return self._date[0]
 
     def _sweep(self) -> None:

@@ -15,10 +15,9 @@ _STARTED = time.monotonic()
 def compute(service: str, body: str, limits: Limits) -> tuple[list[str], str]:
     """The pure part of a request: operands as received and the result's text."""
     op = arith.OPERATOR_OF[service]
-    a, b = arith.parse_operands(body, limits)
-    return [arith.format_number(a), arith.format_number(b)], arith.format_number(
-        arith.apply(op, a, b, limits)
-    )
+    parts = body.split()
+    a, b = arith.parse_operands(parts, limits)
+    return parts, arith.apply_text(op, a, b, limits)
 
 
 class OperationService:
@@ -56,4 +55,4 @@ class OperationService:
             return Reply.error(error, **fields)
         fields["operands"] = [clip(text) for text in operands]
         fields["result"] = clip(result)
-        return Reply.text(200, result, **fields)
+        return Reply(200, result + "\n", log=fields)
