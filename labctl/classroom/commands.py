@@ -157,6 +157,7 @@ def _operate(
         health=health_check() if operation in ("up", "status", "refresh") else None,
         extra_config=_docker_overrides(roster, env) if operation != "status" else {},
         force=force,
+        defaults=class_ws.project_defaults(),
     )
     count = workers or runner.default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)

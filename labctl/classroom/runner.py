@@ -59,6 +59,7 @@ class RunContext:
     env: Mapping[str, str] = field(default_factory=dict)
     health: HealthCheck | None = None
     extra_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # Pulumi.yaml's declared defaults
     force: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -150,8 +151,11 @@ def _canonical(value: Any) -> str:
     return str(value)
 
 
-def is_done(last: UpdateSummary | None, values: Mapping[str, Any]) -> bool:
-    """True when the stack's last operation was a successful `up` with exactly these values."""
+def is_done(
+    last: UpdateSummary | None, values: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> bool:
+    """True when the stack's last operation was a successful `up` with exactly these values
+    (the engine records the project's declared defaults too, so they are expected as well)."""
     if last is None or last.kind != "update" or last.result != "succeeded":
         return False
     prefix = "calculator-lab:"
@@ -160,7 +164,8 @@ def is_done(last: UpdateSummary | None, values: Mapping[str, Any]) -> bool:
         for key, config in last.config.items()
         if key.startswith(prefix)
     }
-    return recorded == {key: _canonical(value) for key, value in values.items()}
+    expected = {key: _canonical(value) for key, value in {**defaults, **values}.items()}
+    return recorded == expected
 
 
 def _url(stack: Stack) -> str | None:
@@ -219,7 +224,7 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     refresh = False
     if exists:
         last = _history(stack)
-        if not ctx.force and is_done(last, _values(ctx, student)):
+        if not ctx.force and is_done(last, _values(ctx, student), ctx.defaults):
             outcome.start("none (done)")
             _after_deploy(ctx, stack, outcome)
             outcome.finish("deployed")
@@ -328,8 +333,9 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.finish("absent")
     else:
         _after_deploy(ctx, stack, outcome)
-        stale = not is_done(last, _values(ctx, student)) if last.kind == "update" else False
-        outcome.finish("deployed", "roster changed since: run lab class up" if stale else None)
+        if not is_done(last, _values(ctx, student), ctx.defaults):
+            outcome.action = "status (roster changed since: run up)"
+        outcome.finish("deployed")
 
 
 _OPERATIONS: dict[Operation, Callable[[RunContext, Student, Outcome], None]] = {

@@ -99,6 +99,17 @@ def _project_file() -> dict[str, Any]:
     return project
 
 
+def project_defaults() -> dict[str, Any]:
+    """The defaults Pulumi.yaml declares for the project's keys; the engine records them with
+    the stack's own values in each update's config."""
+    declared = _project_file().get("config") or {}
+    return {
+        key: spec["default"]
+        for key, spec in declared.items()
+        if isinstance(spec, dict) and "default" in spec
+    }
+
+
 def open_workspace(roster: Roster, env: Mapping[str, str]) -> ExplicitWorkspace:
     """The class's workspace: its directory made, the project file written (from the
     checkout's, every time, so a changed project file is picked up)."""

@@ -297,24 +297,30 @@ def test_a_class_without_openstack_students_is_not_checked(tmp_path: Path) -> No
 
 
 def test_a_converged_stack_is_recognised_from_its_last_update() -> None:
-    values = {"topology": "client", "flavorByRole": {"front": "m1.small"}, "dockerHostPort": 50000}
+    values = {"topology": "client", "flavorByRole": {"front": "m1.small"}, "image": "debian-12"}
+    # As a 3.259 engine records them (measured): declared defaults included, maps as JSON.
     recorded = {
         "calculator-lab:topology": "client",
         "calculator-lab:flavorByRole": '{"front":"m1.small"}',
+        "calculator-lab:image": "debian-12",
         "calculator-lab:dockerHostPort": "50000",
-        "openstack:cloud": "testcloud",  # not the roster's: ignored
+        "calculator-lab:target": "docker",
+        "openstack:cloud": "testcloud",  # not the project's: ignored
     }
+    defaults = {"dockerHostPort": 50000, "target": "docker", "image": ""}
 
     def last(result: str = "succeeded", kind: str = "update", **changed: str) -> Any:
         config = {k: SimpleNamespace(value=v) for k, v in (recorded | changed).items()}
         return SimpleNamespace(kind=kind, result=result, config=config)
 
-    assert runner.is_done(last(), values)
-    assert not runner.is_done(last(result="failed"), values)
-    assert not runner.is_done(last(kind="refresh"), values)
-    assert not runner.is_done(last(**{"calculator-lab:topology": "single"}), values)
-    assert not runner.is_done(last(), values | {"image": "debian-13"})
-    assert not runner.is_done(None, values)
+    assert runner.is_done(last(), values, defaults)
+    assert not runner.is_done(last(result="failed"), values, defaults)
+    assert not runner.is_done(last(kind="refresh"), values, defaults)
+    assert not runner.is_done(last(**{"calculator-lab:topology": "single"}), values, defaults)
+    assert not runner.is_done(last(), values | {"flavor": "m1.small"}, defaults)
+    # A key dropped from the roster falls back to its default: a change, so not done.
+    assert not runner.is_done(last(), {k: v for k, v in values.items() if k != "image"}, defaults)
+    assert not runner.is_done(None, values, defaults)
 
 
 def fake_roster(tmp_path: Path, count: int) -> Roster:
