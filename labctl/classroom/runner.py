@@ -333,7 +333,7 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.finish("absent")
     else:
         _after_deploy(ctx, stack, outcome)
-        if not is_done(last, _values(ctx, student), ctx.defaults):
+        if last.kind == "update" and not is_done(last, _values(ctx, student), ctx.defaults):
             outcome.action = "status (roster changed since: run up)"
         outcome.finish("deployed")
 
