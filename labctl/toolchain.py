@@ -51,7 +51,7 @@ NAMES = {
 # `pulumi plugin install` of a missing plugin, where the network allows; here it fails at once.
 PLUGIN_INSTALL_TIMEOUT = 120
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Builder = Callable[[list[str], Mapping[str, str]], None]
 
@@ -283,7 +283,9 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with (
         log_path.open("w") as log,
-        Progress(*columns, console=console, transient=True) as progress,
+        Progress(
+            *columns, console=console, transient=True, disable=not console.is_terminal
+        ) as progress,
         subprocess.Popen(
             [BUILD, *targets],
             env={**env, "CALCLAB_CACHE": str(cache_dir())},

@@ -5,6 +5,8 @@ Installed: the binaries tools/pulumi-toolchain built are copied where Pulumi's i
 ~/.pulumi/plugins/resource-docker-v<SDK version>/) in a fake HOME; `ensure` must then build
 nothing, and the real CLI must find the plugin there and run a program through that host.
 From source: with an empty HOME, `ensure` hands exactly the stack's targets to the build.
+And the shipped stack files stay byte-identical when a student selects or creates their stack
+(their committed salt is the empty passphrase's, the one `scripts/lab` uses).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 
 from labctl import toolchain as lab_toolchain
 
-from .conftest import VENV, Toolchain
+from .conftest import REPO, VENV, Toolchain
 
 pytestmark = pytest.mark.engine
 
@@ -97,6 +99,31 @@ def test_without_an_install_exactly_the_stack_targets_are_built(fake_home: Path)
 
     lab_toolchain.ensure({"docker"}, build=record)
     assert asked == [["pulumi", "language-python", "docker"]]
+
+
+SHIPPED = ("dev", "dev-single", "alice", "bob")
+
+
+def test_selecting_a_shipped_stack_leaves_its_file_as_committed(
+    toolchain: Toolchain, tmp_path: Path
+) -> None:
+    toolchain.require()
+    (tmp_path / "state").mkdir()
+    env = {
+        **toolchain.env,
+        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "",
+        "PULUMI_HOME": str(tmp_path / "home"),
+    }
+    shutil.copy2(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    for stack in SHIPPED:
+        shutil.copy2(REPO / f"Pulumi.{stack}.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+        committed = (REPO / f"Pulumi.{stack}.yaml").read_bytes()
+        assert b"\nencryptionsalt: v1:" in committed, f"Pulumi.{stack}.yaml has no salt"
+        run(env, tmp_path, "stack", "select", "--create", stack)
+        run(env, tmp_path, "stack", "rm", "--yes", "--preserve-config", stack)
+        run(env, tmp_path, "stack", "init", stack)
+        assert (tmp_path / f"Pulumi.{stack}.yaml").read_bytes() == committed, stack
 
 
 def run(env: Mapping[str, str], cwd: Path, *args: str) -> str:

@@ -199,3 +199,56 @@ def test_ensure_builds_only_when_something_is_missing(
     env = toolchain.ensure({"docker"}, build=builder)
     assert asked == []
     assert env["PATH"].startswith(str(cli.parent) + os.pathsep)
+
+
+FAKE_BUILD = """#!/bin/sh
+echo "pulumi-toolchain: Go: /usr/bin/go (1.26.8)" >&2
+echo "pulumi-toolchain: pulumi: downloading the modules of x" >&2
+echo "go: downloading a v1" >&2
+echo "go: downloading b v1" >&2
+echo "pulumi-toolchain: pulumi: compiling and linking the CLI (cold: about 3 minutes)" >&2
+echo "pulumi-toolchain: summary (key), 1s in all"
+echo "  pulumi built"
+exit {code}
+"""
+
+
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> Path:
+    script = tmp_path / "build"
+    script.write_text(FAKE_BUILD.format(code=code))
+    script.chmod(0o755)
+    monkeypatch.setattr(toolchain, "BUILD", script)
+    monkeypatch.setenv("CALCLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "pulumi-toolchain" / "build.log"
+
+
+def test_a_cold_build_says_what_it_does_and_how_long_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = fake_build(tmp_path, monkeypatch, 0)
+    toolchain.run_build(["pulumi", "language-python", "docker"], dict(os.environ))
+    shown = capsys.readouterr().err
+    assert "compiling pulumi CLI ~3:20, Python language host ~0:40, docker provider ~2:30" in shown
+    assert "about 6:30 on 2 idle cores" in shown
+    assert "[0:00] pulumi: compiling and linking the CLI" in shown
+    assert "go: downloading" not in shown  # counted, not listed
+    assert "toolchain ready in 0:0" in shown
+    assert "  pulumi built" in log.read_text()  # the summary is kept in the log
+
+
+def test_a_warm_build_shows_nothing_and_a_failed_one_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "build"
+    script.write_text("#!/bin/sh\necho 'pulumi-toolchain: summary (key), 0s in all'\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(toolchain, "BUILD", script)
+    monkeypatch.setenv("CALCLAB_CACHE", str(tmp_path / "cache"))
+    toolchain.run_build(["pulumi"], dict(os.environ))
+    assert capsys.readouterr().err == ""
+
+    log = fake_build(tmp_path, monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="build failed; full log: "):
+        toolchain.run_build(["pulumi"], dict(os.environ))
+    assert "go: downloading b v1" in capsys.readouterr().err  # the log's tail
+    assert log.exists()
