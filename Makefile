@@ -1,6 +1,6 @@
 # Entry points. The two a newcomer needs: `make up` (deploy the default stack on Docker)
 # and `make test` (the whole suite, as CI runs it). See README.md.
-.PHONY: up down preview test test-fast lint bench lock
+.PHONY: up down preview check diagrams test test-fast lint bench lock
 
 up:
 	scripts/lab up dev
@@ -10,6 +10,15 @@ down:
 
 preview:
 	scripts/lab preview $(or $(STACK),dev)
+
+# Is the deployed stack's calculator answering, service by service? (STACK=dev by default)
+check:
+	scripts/lab check $(or $(STACK),dev)
+
+# The README's topology pictures, drawn from the model (a test fails when they are stale).
+diagrams:
+	scripts/lab diagram alice --no-outputs --out docs/diagrams --name single
+	scripts/lab diagram bob --no-outputs --out docs/diagrams --name client
 
 test:
 	scripts/test-all

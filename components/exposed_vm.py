@@ -69,7 +69,9 @@ class ExposedVM(pulumi.ComponentResource):
             user_data=args.user_data,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             tags=list(args.tags),
-            opts=child,
+            # The port (fixed address, floating IP) is ours and binds to one server at a time:
+            # a replacement (a restore through imageByRole) must free it first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         self.floating_ip = None

@@ -35,6 +35,8 @@ ROLE_TAG_PREFIX: Final = f"{PROJECT}:role="
 STUDENT_TAG_PREFIX: Final = f"{PROJECT}:student="
 ROLE_LABEL: Final = f"{PROJECT}.role"
 STUDENT_LABEL: Final = f"{PROJECT}.student"
+# Marks a snapshot (Glance image property or Docker image label) with its full name.
+SNAPSHOT_LABEL: Final = f"{PROJECT}.snapshot"
 
 
 def role_tag(role: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import graphviz  # type: ignore[import-untyped]  # ships no type information
+import graphviz
 import typer
 
 from lab.config import LabConfig

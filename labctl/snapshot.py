@@ -23,13 +23,12 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from lab.config import LabConfig
-from lab.names import PROJECT, ROLE_LABEL, ROLES, STUDENT_LABEL, physical_name
+from lab.names import ROLE_LABEL, ROLES, SNAPSHOT_LABEL, STUDENT_LABEL, physical_name
 from labctl import stacks, workspace
 
 # Marks an image as a lab snapshot (a Glance property, a Docker label); its value is the
 # snapshot's full name. The student label alone would also match the Docker target's built
 # calculator image, which carries it.
-SNAPSHOT_LABEL = f"{PROJECT}.snapshot"
 # Docker repository names allow lowercase letters, digits and separators; Glance accepts more.
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 # Glance converts the server's disk after Nova's createImage: minutes for a real VM.
