@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import selectors
 import socket
 import statistics
@@ -315,12 +316,32 @@ class EchoServer:
         self.popen.wait(timeout=5)
 
 
+def pin(cluster: Cluster, echo: EchoServer, how: str) -> None:
+    if how == "none":
+        return
+    assert cluster.front is not None
+    front, echo_pid = cluster.front.popen.pid, echo.popen.pid
+    services = [proc.popen.pid for proc in cluster.services.values()]
+    cpus = {"split": (0, 1), "one": (0, 0)}[how]
+    os.sched_setaffinity(front, {cpus[0]})
+    os.sched_setaffinity(echo_pid, {cpus[1]})  # the echo server is where a service would be
+    for pid in services:
+        os.sched_setaffinity(pid, {cpus[1]})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=40, help="samples per latency figure")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration per throughput run")
     parser.add_argument("--overload-seconds", type=float, default=8.0, help="per overload run")
     parser.add_argument("--apps", type=Path, default=APPS, help="directory holding calculator/")
+    parser.add_argument(
+        "--pin",
+        choices=("none", "split", "one"),
+        default="none",
+        help="CPU affinity: split = front end on CPU 0 and the four services on CPU 1 (as close "
+        "to a core per service as 2 cores allow); one = all five processes on CPU 0",
+    )
     args = parser.parse_args()
 
     operands = [str(i) for i in range(1, 65)]
@@ -331,6 +352,7 @@ def main() -> int:
     echo = EchoServer()
     cluster = Cluster(apps=args.apps)
     try:
+        pin(cluster, echo, args.pin)
         port = _port(cluster.url)
         echo_client = Client(echo.port)
         echo_rt = statistics.median(timings(lambda: echo_client.post("2 3"), repeat=400))
@@ -363,7 +385,10 @@ def main() -> int:
         cluster.stop()
         echo.stop()
 
-    print(f"calculator benchmark (loopback, five processes, medians), apps from {args.apps}")
+    print(
+        f"calculator benchmark (loopback, five processes, medians), apps from {args.apps}, "
+        f"pinning {args.pin}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     print(f"stdlib echo round trip (http.client to http.server, kept alive): {ms(echo_rt)}")
     print(f"sum service round trip (POST '2 3', kept alive): {ms(sum_rt)}")
     print()

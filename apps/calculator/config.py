@@ -48,6 +48,9 @@ class Settings:
     read_timeout: float
     #: Front end: expressions evaluated at once; more are answered 503 at once.
     max_expressions: int
+    #: Front end: service calls the expressions in flight may need in all; an expression that
+    #: would take more is answered 503 at once (unless it would be the only one).
+    max_calls: int
     #: Front end: kept-alive connections to one service (calls are pipelined on them).
     service_connections: int
     #: Front end: calls in flight to one service at once (its bulkhead).
@@ -126,7 +129,8 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
         max_connections=_integer(env, "CALC_MAX_CONNECTIONS", 256, 1, 10_000),
         idle_timeout=_seconds(env, "CALC_IDLE_TIMEOUT", 30.0),
         read_timeout=_seconds(env, "CALC_READ_TIMEOUT", 10.0),
-        max_expressions=_integer(env, "CALC_MAX_EXPRESSIONS", 16, 1, 10_000),
+        max_expressions=_integer(env, "CALC_MAX_EXPRESSIONS", 256, 1, 10_000),
+        max_calls=_integer(env, "CALC_MAX_CALLS", 512, 1, 1_000_000),
         service_connections=_integer(env, "CALC_SERVICE_CONNECTIONS", 2, 1, 64),
         service_calls=_integer(env, "CALC_SERVICE_CALLS", 256, 1, 100_000),
         service_queue=_integer(env, "CALC_SERVICE_QUEUE", 1024, 0, 1_000_000),

@@ -93,6 +93,7 @@ class _Run:
         self.pending: dict[str, int] = {}
         self.calls = 0
         self.finished = False
+        self.reserved = len(self.order)
         for node in self.order:
             count = 0
             for child in (node.left, node.right):
@@ -201,6 +202,7 @@ class _Run:
         self.finished = True
         self.timer.cancel()
         self.evaluator.active -= 1
+        self.evaluator.reserved -= self.reserved
         if not self.future.done():
             records = self.records if self.records is not None else []
             self.future.set_result(Outcome(value, error, records, len(self.order), self.calls))
@@ -225,16 +227,29 @@ class RemoteEvaluator:
             )
             for name in SERVICES
         }
-        #: Expressions being evaluated now (admission control bounds it).
+        #: Expressions being evaluated now, and the calls reserved for them (admission control
+        #: bounds both).
         self.active = 0
+        self.reserved = 0
+
+    def admit(self, calls: int) -> str | None:
+        """Reserve room for an expression of up to ``calls`` calls, or say why there is none."""
+        if self.active >= self.settings.max_expressions:
+            return f"{self.active} expressions in flight"
+        # One expression is always let in when nothing else runs, however large it is.
+        if self.reserved and self.reserved + calls > self.settings.max_calls:
+            return f"{self.reserved} service calls in flight or waiting"
+        return None
 
     def evaluate(
         self, tree: Operation, *, concurrent: bool, record: bool
     ) -> asyncio.Future[Outcome]:
         """Start evaluating ``tree``; the future gets its value or first failure."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        run = _Run(self, tree, concurrent, record, future)
         self.active += 1
-        _Run(self, tree, concurrent, record, future).start()
+        self.reserved += run.reserved
+        run.start()
         return future
 
     def interpret(self, node: Operation, status: int, body: bytes) -> tuple[str, CalcError | None]:
@@ -360,15 +375,15 @@ class FrontEnd:
             return self._failure(
                 request, CalcError("mode must be concurrent or sequential"), log, []
             )
-        evaluator = self.evaluator
-        if evaluator.active >= self.settings.max_expressions:
-            # Shed load at the door, at once: a client told to retry costs little, while one
-            # more expression queued behind the others would make every one of them late.
+        # Shed load at the door, at once, before parsing: a client told to retry costs little,
+        # while one more expression queued behind the others would make every one of them late.
+        # Its operators bound the calls it can need (negated literals need none).
+        body = request.body
+        estimate = body.count("+") + body.count("-") + body.count("*") + body.count("/")
+        refused = self.evaluator.admit(estimate)
+        if refused is not None:
             log["calls"] = 0
-            return Reply.overloaded(
-                f"front end overloaded: {evaluator.active} expressions in flight; try again",
-                **log,
-            )
+            return Reply.overloaded(f"front end overloaded: {refused}; try again", **log)
         try:
             tree = parse(request.body, self.settings.limits)
         except CalcError as error:
@@ -378,7 +393,7 @@ class FrontEnd:
             log["operations"] = 0
             return self._success(request, arith.format_number(tree.value), log, [], started, mode)
         wants_json = request.wants_json()
-        pending = evaluator.evaluate(tree, concurrent=mode == "concurrent", record=wants_json)
+        pending = self.evaluator.evaluate(tree, concurrent=mode == "concurrent", record=wants_json)
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
         def done(outcome_future: asyncio.Future[Outcome]) -> None:

@@ -206,3 +206,24 @@ def test_faults_under_load_every_answer_is_right_or_names_its_cause() -> None:
         assert json.loads(health)["status"] == "ok"
     finally:
         running.stop()
+
+
+def test_admission_counts_the_calls_an_expression_needs(stalled: StalledService) -> None:
+    """A budget of calls, not only of expressions: small ones still fit beside a stuck one."""
+    running = Cluster(
+        front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "4", "CALC_MAX_CALLS": "6"}
+    )
+    try:
+        # Alone, an expression larger than the whole budget is still let in.
+        assert request(running.url, "+".join(["1"] * 10))[:2] == (200, "10\n")
+        pool, _ = in_background(running.url, "(1/1)+(2/2)+(3/3)", 1)  # 5 calls, stuck on div
+        assert wait_clients(stalled, 1)
+        time.sleep(0.3)
+        assert request(running.url, "1+2")[:2] == (200, "3\n")  # 5 + 1 <= 6
+        status, text, headers = request(running.url, "1+2+3")  # 5 + 2 > 6
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert "service calls in flight" in text
+        pool.shutdown(wait=True)
+    finally:
+        running.stop()
