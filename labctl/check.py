@@ -223,7 +223,10 @@ def summary(report: CheckReport) -> str:
         return f"[green]OK[/green]: the calculator answers {EXPRESSION} = {EXPECTED} ({tries})"
     failed = ", ".join(row.name for row in report.rows if not row.ok)
     if report.verdict == "unreachable":
-        hint = "the front end does not answer: VMs still booting, floating IP or security group?"
+        hint = (
+            "the front end does not answer: VMs still booting, containers stopped (lab up),"
+            " or the floating IP / security group?"
+        )
     else:
         hint = f"failing: {failed}"
     return f"[red]{report.verdict.upper()}[/red]: {hint} ({tries})"

@@ -125,7 +125,9 @@ class Guest:
             "-accel", f"tcg,tb-size={s.tb_size_mib}", "-machine", "q35", "-smp", "1",
             "-m", str(s.memory_mib), "-nodefaults", "-display", "none", "-no-user-config",
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-            "-append", self.image.cmdline,
+            # A panic reboots at once and -no-reboot turns that into qemu exiting, so a guest
+            # that cannot boot is seen dead in seconds rather than at the deadline.
+            "-append", f"{self.image.cmdline} panic=1", "-no-reboot",
             "-drive", f"file={self.disk},if=virtio,format=qcow2,discard=unmap",
             "-drive", f"if=virtio,readonly=on,format=raw,file.driver=vvfat,file.dir={seed},"
                       "file.label=CIDATA",

@@ -221,10 +221,6 @@ class NetnsDataPlane:
         """dnsmasq as Neutron's DHCP agent runs it: static leases only, by MAC."""
         name = self.netns(server.namespace)
         tag = server.namespace
-        hosts = self.rundir / f"{tag}.hosts"
-        hosts.write_text(
-            "".join(f"{lease.mac},{lease.hostname},{lease.ip}\n" for lease in server.leases)
-        )
         options = [f"option:router,{server.router}"]
         if server.classless_routes:
             routes = ",".join(f"{r.destination},{r.via}" for r in server.classless_routes)
@@ -234,8 +230,11 @@ class NetnsDataPlane:
             "--bind-interfaces", f"--interface={server.ifname}", "--except-interface=lo",
             "--dhcp-authoritative", "--log-dhcp", f"--log-facility={self.rundir / tag}.log",
             f"--dhcp-range={server.subnet.network_address},static,{server.subnet.netmask},12h",
-            f"--dhcp-hostsfile={hosts}", f"--dhcp-leasefile={self.rundir / tag}.leases",
+            f"--dhcp-leasefile={self.rundir / tag}.leases",
             f"--pid-file={self.rundir / tag}.pid",
+            # On the command line rather than in a --dhcp-hostsfile: dnsmasq reads that file
+            # after dropping to `nobody`, who may not be able to (pytest's 0700 tmp dirs).
+            *(f"--dhcp-host={lease.mac},{lease.ip},{lease.hostname}" for lease in server.leases),
             *(f"--dhcp-option={option}" for option in options),
         ]  # fmt: skip
         process = subprocess.Popen(
