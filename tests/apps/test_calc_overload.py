@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -32,6 +33,16 @@ def stalled() -> Iterator[StalledService]:
     service.close()
 
 
+@contextmanager
+def div_stalled(stalled: StalledService, env: dict[str, str]) -> Iterator[Cluster]:
+    """A cluster whose front end calls ``stalled`` as its div service."""
+    running = Cluster(front_env={"CALC_DIV_URL": stalled.url, **env})
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 def timed(action: Callable[[], Answer]) -> tuple[int, str, float]:
     started = time.monotonic()
     status, text, _ = action()
@@ -47,10 +58,7 @@ def in_background(
 
 def test_a_stalled_service_does_not_starve_the_others(stalled: StalledService) -> None:
     """80 expressions stuck on div (more than the old 64 call threads): 1+2 still answers."""
-    running = Cluster(
-        front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "4", "CALC_MAX_EXPRESSIONS": "200"}
-    )
-    try:
+    with div_stalled(stalled, {"CALC_TIMEOUT": "4", "CALC_MAX_EXPRESSIONS": "200"}) as running:
         pool, futures = in_background(running.url, "(1+2)*(8/2)", 80)
         assert wait_clients(stalled, 1)
         time.sleep(0.5)  # the div calls are in flight and stuck
@@ -61,16 +69,11 @@ def test_a_stalled_service_does_not_starve_the_others(stalled: StalledService) -
         answers = {f.result()[:2] for f in futures}
         assert {status for status, _ in answers} == {504}
         assert all("div service" in text for _, text in answers)
-    finally:
-        running.stop()
 
 
 def test_queued_time_counts_toward_the_deadline(stalled: StalledService) -> None:
     """One call in flight at a time to div: the calls queued behind it time out with it."""
-    running = Cluster(
-        front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "2", "CALC_SERVICE_CALLS": "1"}
-    )
-    try:
+    with div_stalled(stalled, {"CALC_TIMEOUT": "2", "CALC_SERVICE_CALLS": "1"}) as running:
         with ThreadPoolExecutor(3) as pool:
             futures = [pool.submit(timed, lambda: request(running.url, "8/2")) for _ in range(3)]
             results = [future.result() for future in futures]
@@ -80,15 +83,10 @@ def test_queued_time_counts_toward_the_deadline(stalled: StalledService) -> None
             # Each within about one timeout of being sent, not one timeout after the one before.
             assert elapsed < 3.5, elapsed
         assert any("waited behind" in text for _, text, _ in results)
-    finally:
-        running.stop()
 
 
 def test_admission_control_answers_503_at_once(stalled: StalledService) -> None:
-    running = Cluster(
-        front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "4", "CALC_MAX_EXPRESSIONS": "2"}
-    )
-    try:
+    with div_stalled(stalled, {"CALC_TIMEOUT": "4", "CALC_MAX_EXPRESSIONS": "2"}) as running:
         pool, _ = in_background(running.url, "8/2", 2)
         assert wait_clients(stalled, 1)
         time.sleep(0.3)
@@ -102,44 +100,25 @@ def test_admission_control_answers_503_at_once(stalled: StalledService) -> None:
         pool.shutdown(wait=True)
         # Once the stuck ones are gone, the front end takes work again.
         assert request(running.url, "1+2")[:2] == (200, "3\n")
-    finally:
-        running.stop()
 
 
 def test_a_full_service_queue_fails_at_once_naming_the_service(stalled: StalledService) -> None:
-    running = Cluster(
-        front_env={
-            "CALC_DIV_URL": stalled.url,
-            "CALC_TIMEOUT": "4",
-            "CALC_SERVICE_CALLS": "1",
-            "CALC_SERVICE_QUEUE": "1",
-        }
-    )
-    try:
+    with div_stalled(
+        stalled, {"CALC_TIMEOUT": "4", "CALC_SERVICE_CALLS": "1", "CALC_SERVICE_QUEUE": "1"}
+    ) as running:
         # Three divisions at once: one in flight, one queued, the third refused.
         status, text, elapsed = timed(lambda: request(running.url, "(1/1)+(2/2)+(3/3)"))
         assert status == 503
         assert "div service" in text
         assert "overloaded" in text
         assert elapsed < 2.0, elapsed
-    finally:
-        running.stop()
 
 
 def test_request_deadline_names_the_service_waited_for(stalled: StalledService) -> None:
-    running = Cluster(
-        front_env={
-            "CALC_DIV_URL": stalled.url,
-            "CALC_TIMEOUT": "5",
-            "CALC_REQUEST_TIMEOUT": "1",
-        }
-    )
-    try:
+    with div_stalled(stalled, {"CALC_TIMEOUT": "5", "CALC_REQUEST_TIMEOUT": "1"}) as running:
         status, text, _ = request(running.url, "(1+2)*(8/2)")
         assert status == 504
         assert "evaluation took longer than 1 s (still waiting for the div service)" in text
-    finally:
-        running.stop()
 
 
 def wait_clients(stalled: StalledService, count: int) -> bool:
@@ -210,10 +189,7 @@ def test_faults_under_load_every_answer_is_right_or_names_its_cause() -> None:
 
 def test_admission_counts_the_calls_an_expression_needs(stalled: StalledService) -> None:
     """A budget of calls, not only of expressions: small ones still fit beside a stuck one."""
-    running = Cluster(
-        front_env={"CALC_DIV_URL": stalled.url, "CALC_TIMEOUT": "4", "CALC_MAX_CALLS": "6"}
-    )
-    try:
+    with div_stalled(stalled, {"CALC_TIMEOUT": "4", "CALC_MAX_CALLS": "6"}) as running:
         # Alone, an expression larger than the whole budget is still let in.
         assert request(running.url, "+".join(["1"] * 10))[:2] == (200, "10\n")
         pool, _ = in_background(running.url, "(1/1)+(2/2)+(3/3)", 1)  # 5 calls, stuck on div
@@ -225,5 +201,3 @@ def test_admission_counts_the_calls_an_expression_needs(stalled: StalledService)
         assert headers["retry-after"] == "1"
         assert "service calls in flight" in text
         pool.shutdown(wait=True)
-    finally:
-        running.stop()

@@ -86,6 +86,7 @@ def test_corrupted_expressions_report_the_reference_position(
 FINITE = st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**40), max_value=10**40)
 
 
+@settings(deadline=None)  # no test asserts speed; a loaded machine must not fail one
 @given(FINITE)
 def test_format_number_is_plain_and_exact(value: Decimal) -> None:
     text = arith.format_number(value)
@@ -97,6 +98,7 @@ def test_format_number_is_plain_and_exact(value: Decimal) -> None:
     assert text != "-0"
 
 
+@settings(deadline=None)
 @given(FINITE, FINITE.filter(lambda d: d != 0))
 def test_division_keeps_the_documented_precision(a: Decimal, b: Decimal) -> None:
     limits = arith.Limits(max_digits=10_000)
@@ -146,6 +148,7 @@ def test_big_literals_with_unary_minus_are_exact(text: str) -> None:
     assert got == reference(text)
 
 
+@settings(deadline=None)
 @given(BIG)
 def test_negated_literal_is_the_literal_negated(digits: str) -> None:
     # Both through the tree (a folded literal) and through the sub service's arithmetic.
