@@ -7,11 +7,19 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from calculator.arith import format_number
+from calculator.errors import CalcError
+from calculator.evaluate import calculate
+from hypothesis import HealthCheck, example, given, settings
 
 from tests.apps.calc_cluster import SERVICES, Cluster, Process, request, wait_until
 from tests.apps.calc_fakes import SlowSum, StalledService
+from tests.apps.calc_reference import reference_value
+from tests.apps.test_calc_properties import BIG_EXPRESSION
 
 pytestmark = pytest.mark.e2e
 
@@ -284,3 +292,23 @@ def test_all_role_runs_the_five_on_loopback() -> None:
 def test_bad_configuration_fails_at_start_with_a_message() -> None:
     with pytest.raises(RuntimeError, match="CALC_TIMEOUT must be a number of seconds"):
         Process("front", {"CALC_TIMEOUT": "soon"})
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=BIG_EXPRESSION)
+@example(text="-99999999999999999999999999999")
+@example(text="-(" + "9" * 1000 + ")+-" + "9" * 1000)
+def test_front_end_agrees_with_the_reference_on_big_numbers(cluster: Cluster, text: str) -> None:
+    """Through the five processes, the same value the reference computes, or the same error."""
+    status, answer = post(cluster.url, text)
+    try:
+        local: Decimal | CalcError = calculate(text)
+    except CalcError as error:
+        local = error
+    if isinstance(local, CalcError):  # e.g. a result over the 1,000-digit limit
+        assert status == local.status, (text, answer)
+        return
+    assert (status, answer) == (200, format_number(local) + "\n")
+    assert Fraction(answer.strip()) == reference_value(text)
