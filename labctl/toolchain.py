@@ -56,6 +56,10 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 Builder = Callable[[list[str], Mapping[str, str]], None]
 
 
+class ToolchainError(RuntimeError):
+    """The build failed; the message names its log."""
+
+
 @dataclass(frozen=True)
 class Built:
     """Where tools/pulumi-toolchain/build puts things for the pinned versions (lib.sh)."""
@@ -315,7 +319,7 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
         console.print(tail, markup=False)
-        raise RuntimeError(f"tools/pulumi-toolchain/build failed; full log: {log_path}")
+        raise ToolchainError(f"tools/pulumi-toolchain/build failed; full log: {log_path}")
     if announced or time.monotonic() - start > 5:
         console.print(f"pulumi: toolchain ready in {_clock(time.monotonic() - start)}")
 

@@ -248,7 +248,7 @@ def test_a_warm_build_shows_nothing_and_a_failed_one_its_log(
     assert capsys.readouterr().err == ""
 
     log = fake_build(tmp_path, monkeypatch, 1)
-    with pytest.raises(RuntimeError, match="build failed; full log: "):
+    with pytest.raises(toolchain.ToolchainError, match="build failed; full log: "):
         toolchain.run_build(["pulumi"], dict(os.environ))
     assert "go: downloading b v1" in capsys.readouterr().err  # the log's tail
     assert log.exists()
