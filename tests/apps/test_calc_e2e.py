@@ -216,8 +216,11 @@ def test_concurrent_evaluation_follows_depth_not_size() -> None:
         started = time.monotonic()
         assert post(running.url, expression, path="/?mode=sequential") == (200, "36\n")
         sequential = time.monotonic() - started
-        assert 0.9 <= concurrent < 1.8, concurrent  # 3 levels x 0.3 s
-        assert sequential >= 2.1, sequential  # 7 calls x 0.3 s
+        # The structure, not the speed: 3 levels x 0.3 s at the least, and 7 calls x 0.3 s
+        # one at a time (a loaded machine may add to either, so no upper bound).
+        assert concurrent >= 0.9, concurrent
+        assert sequential >= 2.1, sequential
+        assert concurrent < sequential
     finally:
         running.stop()
         slow.close()
