@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from lab.config import load_config
-from lab.names import ROLE_LABEL, STUDENT_LABEL
+from lab.names import ROLE_LABEL, SNAPSHOT_LABEL, STUDENT_LABEL
 from labctl.snapshot import (
-    SNAPSHOT_LABEL,
     DockerSnapshots,
     Snapshot,
     SnapshotError,
