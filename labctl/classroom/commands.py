@@ -242,6 +242,8 @@ def _preflight(
 
 
 def _finish(report: ClassReport, report_path: Path | None) -> None:
+    if not console.is_terminal:  # a log: room for the table instead of rich's 80 columns
+        console.width = max(console.width, 160)
     console.print(table(report, live=False))
     for line in summary(report):
         console.print(line, highlight=False, soft_wrap=True)

@@ -164,7 +164,8 @@ def table(report: ClassReport, *, live: bool) -> Table:
             grid.add_row(o.student, o.topology, o.action, state, seconds, last)
         else:
             shown = Text(o.error, style="red") if o.error else Text(o.url or "")
-            grid.add_row(o.student, o.topology, o.action, state, seconds, shown, o.health or "")
+            health = (o.health or "").split(":", 1)[0]  # the verdict; its detail is in --report
+            grid.add_row(o.student, o.topology, o.action, state, seconds, shown, health)
     return grid
 
 
