@@ -63,7 +63,8 @@ def _init_offline_stack(
     and the dummy OpenStack credentials a preview needs."""
     toolchain.require("openstack")
     workdir = copy_program(tmp_path / "program", (stack,))
-    pulumi_cli.extra_env.update(OFFLINE)
+    # The shipped files carry the salt of the empty passphrase (scripts/pulumi-env's).
+    pulumi_cli.extra_env.update(OFFLINE | {"PULUMI_CONFIG_PASSPHRASE": ""})
     pulumi_cli("stack", "init", stack, cwd=workdir, check=True)
     pulumi_cli(
         "config",
