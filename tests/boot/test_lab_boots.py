@@ -93,10 +93,14 @@ class Lab:
             )
         return "\n".join(parts)
 
-    def stop_and_read_disks(self) -> None:
-        """ACPI power-off for all guests at once (bounded; killed after), then their logs."""
+    def stop_and_read_disks(self, *, power_off: bool = True) -> None:
+        """ACPI power-off for all guests at once (bounded; killed after), then their logs.
+        Without `power_off` (a failure already), they are killed at once: reading the disk
+        replays the journal, and a guest still booting may not handle the button anyway."""
         for guest in self.guests.values():
-            if guest.alive():
+            if not power_off:
+                guest.kill()
+            elif guest.alive():
                 # a guest that cannot take the button press is killed below
                 with contextlib.suppress(OSError, RuntimeError, ValueError):
                     guest.request_powerdown()
@@ -152,13 +156,13 @@ def _wait_for_answers(lab: Lab, started: float) -> None:
         for role in list(pending):
             guest = lab.guests[role]
             if not guest.alive():
-                lab.stop_and_read_disks()
+                lab.stop_and_read_disks(power_off=False)
                 pytest.fail(f"{role}'s VM stopped before answering\n{lab.report([role])}")
             if _answers(lab, role):
                 lab.answered_s[role] = round(time.monotonic() - started, 1)
                 pending.remove(role)
         if pending and time.monotonic() > deadline:
-            lab.stop_and_read_disks()
+            lab.stop_and_read_disks(power_off=False)
             pytest.fail(
                 f"no answer within {BOOT_TIMEOUT:g} s from {', '.join(pending)}"
                 f" (answered: {lab.answered_s})\n{lab.report(pending)}"
