@@ -185,10 +185,13 @@ class Supervisor:
         """Poll ``probe`` until it answers True; with ``name``, fail early if that daemon dies."""
         deadline = time.monotonic() + timeout
         where = f"; see {log}" if log else ""
+        pid = None if name is None else self.pid(name)
+        if name is not None and pid is None:
+            raise DiedError(f"{what} exited during start-up{where}")
         while time.monotonic() < deadline:
             if probe():
                 return
-            if name is not None and self.pid(name) is None:
+            if pid is not None and not _alive(pid):
                 raise DiedError(f"{what} exited during start-up{where}")
             time.sleep(interval)
         raise ProcsupError(f"{what} not ready after {timeout:.0f} s{where}")
@@ -243,6 +246,14 @@ class Supervisor:
         if still:
             raise ProcsupError(f"processes survived SIGKILL: {still}")
         return found
+
+
+def _alive(pid: int) -> bool:
+    """Cheaper than a full ownership scan, for a pid already known to be ours."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _signal(pids: Iterable[int], sig: signal.Signals) -> None:
