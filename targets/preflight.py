@@ -59,6 +59,10 @@ class CloudNotAnswering(CloudUnreachable):
     """Nothing answered at the auth URL (as opposed to credentials being refused)."""
 
 
+class CloudReadFailed(CloudUnreachable):
+    """Logged in, but reading what the checks need failed (an API error, a missing right)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     key: str  # the config key as typed, with its namespace: "calculator-lab:image"; or "quota"
@@ -321,8 +325,29 @@ def _minus(need: Needs, held: Needs) -> Needs:
 # --- reading the cloud (one call per kind) -----------------------------------------------------
 
 
-def read_cloud(conn: Any, cloud: str = "") -> CloudFacts:
-    """The snapshot `check` needs, read as the stack's user."""
+def read_cloud(conn: Any, cloud: str = "", attempts: int = 3) -> CloudFacts:
+    """The snapshot `check` needs, read as the stack's user.
+
+    Another stack deleting at the same moment can make a listing fail on what it just removed
+    (Neutron answers 404 for the whole list of rules when one group goes away meanwhile), so
+    the read is retried; a failure that persists is one `CloudReadFailed` line.
+    """
+    import openstack.exceptions as os_exc
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return _read_cloud_once(conn, cloud)
+        except os_exc.NotFoundException as err:
+            if attempt == attempts:
+                raise CloudReadFailed(
+                    f"preflight could not read {cloud}: {_first_line(err)}"
+                ) from None
+        except os_exc.SDKException as err:
+            raise CloudReadFailed(f"preflight could not read {cloud}: {_first_line(err)}") from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _read_cloud_once(conn: Any, cloud: str) -> CloudFacts:
     project = conn.current_project_id
     networks = list(conn.network.networks())
     facts_networks = {n.name: (n.id, bool(n.is_router_external)) for n in networks}

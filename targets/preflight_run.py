@@ -60,6 +60,8 @@ def run_preflight(config: LabConfig) -> None:
         raise pulumi.RunError(str(err)) from None
     try:
         report = check(read_cloud(conn, cloud), [(stack, config)])
+    except CloudUnreachable as err:
+        raise pulumi.RunError(str(err)) from None
     finally:
         conn.close()
     for note in report.notes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import openstack.exceptions
 import pytest
 
 from lab.config import LabConfig, load_config
@@ -346,3 +347,34 @@ def test_an_unknown_cloud_name_is_named(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
     with pytest.raises(CloudUnreachable, match="cannot configure cloud 'nowhere'"):
         connect({}, {"cloud": "nowhere"})
+
+
+def test_a_listing_that_races_a_deletion_is_read_again() -> None:
+    conn = fake_connection()
+    calls = {"n": 0}
+    rules = conn.network.security_group_rules
+
+    def racing(project_id: str) -> list[SimpleNamespace]:
+        calls["n"] += 1
+        if calls["n"] == 1:  # another stack deleted a group while Neutron listed the rules
+            raise openstack.exceptions.NotFoundException("Security group g9 does not exist")
+        listed: list[SimpleNamespace] = rules(project_id)
+        return listed
+
+    conn.network.security_group_rules = racing
+    assert read_cloud(conn, "cloud 'fake'").students["alice"].held.security_group_rules == 1
+    assert calls["n"] == 2
+
+
+def test_a_persistent_api_error_is_one_line_naming_the_cloud() -> None:
+    conn = fake_connection()
+
+    def forbidden(project: str, details: bool) -> None:
+        raise openstack.exceptions.ForbiddenException("Policy does not allow get_quota")
+
+    conn.network.get_quota = forbidden
+    with pytest.raises(CloudUnreachable) as caught:
+        read_cloud(conn, "cloud 'fake'")
+    assert str(caught.value) == (
+        "preflight could not read cloud 'fake': Policy does not allow get_quota"
+    )
