@@ -201,6 +201,7 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     if result.returncode != 0:
         raise OutputsError(
             f"pulumi stack output --stack {stack} failed: {result.stderr.strip()[-500:]}"
+            f" (deployed? lab up {stack}; or pass --url)"
         )
     outputs = json.loads(result.stdout or "{}")
     return outputs if isinstance(outputs, dict) else {}

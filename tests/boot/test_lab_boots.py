@@ -179,8 +179,10 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     topology = build_topology(config)
     plan = plan_for(topology)
     workdir = tmp_path_factory.mktemp(f"boot-{name}")
+    for leftover in netns_mod.stale_namespaces():  # from an earlier run killed outright
+        netns_mod.run(["ip", "netns", "delete", leftover])
     # The pid keeps two runs on one machine (two CI jobs) apart; names stay short for `ip`.
-    dataplane = NetnsDataPlane(plan, f"calclab{os.getpid()}", workdir / "dataplane")
+    dataplane = NetnsDataPlane(plan, netns_mod.pid_prefix(), workdir / "dataplane")
     guests: dict[str, Guest] = {}
     lab = Lab(topology, plan, dataplane, guests, workdir)
     load = os.getloadavg()[0]

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.dataplane.netns import tied_to_us
+
 REPO = Path(__file__).resolve().parents[2]
 GUEST_IMAGE_TOOL = REPO / "tools" / "guest-image" / "guest-image"
 #: Host tools a guest needs, with the Debian package that has each.
@@ -138,7 +140,7 @@ class Guest:
         ]  # fmt: skip
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [*self.netns_argv, *argv],
+            tied_to_us([*self.netns_argv, *argv]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "qemu.stderr").open("wb"),
@@ -151,7 +153,8 @@ class Guest:
         """Why qemu is gone: its exit code and stderr."""
         code = None if self.process is None else self.process.poll()
         stderr = (self.workdir / "qemu.stderr").read_text(errors="replace").strip()
-        return f"qemu exited with {code}: {stderr or '(no output)'}"
+        how = "killed (SIGKILL)" if code == -signal.SIGKILL else f"exited with {code}"
+        return f"qemu {how}: {stderr or '(no output)'}"
 
     def serial_tail(self, lines: int = 60) -> str:
         try:

@@ -30,7 +30,12 @@ T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
 #: Tools the data plane runs, with the Debian package that has each.
-HOST_TOOLS = {"ip": "iproute2", "iptables": "iptables", "dnsmasq": "dnsmasq-base"}
+HOST_TOOLS = {
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "dnsmasq": "dnsmasq-base",
+    "setpriv": "util-linux",
+}
 
 
 class DataPlaneError(RuntimeError):
@@ -40,6 +45,12 @@ class DataPlaneError(RuntimeError):
 def missing_host_tools() -> list[str]:
     """Debian packages to install before a data plane can be built here."""
     return sorted({pkg for tool, pkg in HOST_TOOLS.items() if shutil.which(tool) is None})
+
+
+def tied_to_us(argv: Sequence[str]) -> list[str]:
+    """`argv` made to die with this process (SIGKILL when its parent dies, setpriv's
+    --pdeathsig): a test run killed outright leaves no qemu or dnsmasq running."""
+    return ["setpriv", "--pdeathsig", "KILL", *argv]
 
 
 def run(argv: Sequence[str], *, timeout: float = 30.0) -> str:
@@ -113,6 +124,22 @@ def http_request(
         return HttpReply(response.status, text, headers)
     finally:
         connection.close()
+
+
+def pid_prefix(stem: str = "calclab") -> str:
+    """A prefix unique to this process, which `stale_namespaces` can later recognise."""
+    return f"{stem}{os.getpid()}"
+
+
+def stale_namespaces(stem: str = "calclab") -> list[str]:
+    """Namespaces of `pid_prefix` data planes whose process is gone (killed before its
+    teardown; its qemu and dnsmasq died with it, see `tied_to_us`, but the names stay)."""
+    stale = []
+    for path in sorted(NETNS_DIR.glob(f"{stem}*-*")):
+        pid = path.name.removeprefix(stem).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.append(path.name)
+    return stale
 
 
 @dataclass
@@ -226,7 +253,10 @@ class NetnsDataPlane:
             routes = ",".join(f"{r.destination},{r.via}" for r in server.classless_routes)
             options += [f"option:classless-static-route,{routes}", f"249,{routes}"]
         argv = [
-            "dnsmasq", "--keep-in-foreground", "--no-hosts", "--no-resolv", "--port=0",
+            # Staying root: dropping to nobody/nogroup would clear the parent-death signal (the
+            # kernel resets it on a credential change); it serves only our own namespace.
+            "dnsmasq", "--keep-in-foreground", "--user=root", "--group=root",
+            "--no-hosts", "--no-resolv", "--port=0",
             "--bind-interfaces", f"--interface={server.ifname}", "--except-interface=lo",
             "--dhcp-authoritative", "--log-dhcp", f"--log-facility={self.rundir / tag}.log",
             f"--dhcp-range={server.subnet.network_address},static,{server.subnet.netmask},12h",
@@ -238,7 +268,7 @@ class NetnsDataPlane:
             *(f"--dhcp-option={option}" for option in options),
         ]  # fmt: skip
         process = subprocess.Popen(
-            ["ip", "netns", "exec", name, *argv],
+            tied_to_us(["ip", "netns", "exec", name, *argv]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=(self.rundir / f"{tag}.stderr").open("wb"),
