@@ -26,7 +26,7 @@ test:
 # The layers that need no daemon: config, graph (mocks), calculator unit and e2e tests.
 test-fast:
 	scripts/setup-venv
-	.venv/bin/pytest -m "not docker and not engine and not testcloud and not browser"
+	.venv/bin/pytest -m "not docker and not engine and not testcloud and not browser and not boot"
 
 lint:
 	scripts/setup-venv
