@@ -256,7 +256,8 @@ def test_a_student_id_held_by_another_stack_is_refused(
     key: str, first_up: FirstUp, member: Any
 ) -> None:
     first = first_up.stack("alice")
-    assert first_up.up(first, "alice").code == 0
+    deployed = first_up.up(first, "alice")
+    assert deployed.code == 0, deployed.describe()
     config = {"student": "alice"}
     if key == "keyPair":
         config |= {"sshPublicKey": "", "keyPair": "alice-key"}  # the first stack's key pair
@@ -278,13 +279,16 @@ def _servers_settled(member: Any, prefix: str, within: float = 180) -> dict[str,
 
 @pytest.fixture
 def compute_disabled(admin: Any) -> Iterator[Callable[[], None]]:
-    """Disables the only compute host (the scheduler then puts new servers in ERROR, "No valid
-    host"); the returned function enables it again, as does the tear-down."""
-    (service,) = list(admin.compute.services(binary="nova-compute"))
-    admin.compute.disable_service(service, disabled_reason="test_first_up")
+    """Disables every compute host (the scheduler then puts new servers in ERROR, "No valid
+    host"); the returned function enables them again, as does the tear-down."""
+    services = [s for s in admin.compute.services(binary="nova-compute") if s.status == "enabled"]
+    assert services, "no enabled compute service"
+    for service in services:
+        admin.compute.disable_service(service, disabled_reason="test_first_up")
 
     def enable() -> None:
-        admin.compute.enable_service(service)
+        for service in services:
+            admin.compute.enable_service(service)
 
     try:
         yield enable
