@@ -308,10 +308,12 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
             if text.startswith("go: downloading"):
                 downloads += 1
                 progress.update(task, description=f"pulumi: {downloads} Go modules downloaded")
-            elif ": downloading the modules" in text and not announced:
-                announced = True
-                console.print(_announce(targets, log_path))
-            elif text.startswith(("pulumi-toolchain: ", "language-host: ")) and announced:
+            elif text.startswith(("pulumi-toolchain: ", "language-host: ")):
+                if not announced and ": downloading the modules" not in text:
+                    continue  # nothing to build so far (stamps current)
+                if not announced:
+                    announced = True
+                    console.print(_announce(targets, log_path))
                 if "summary" in text:
                     break  # the table that follows stays in the log
                 step = text.split(": ", 1)[1]
