@@ -221,8 +221,8 @@ def _preflight(
             report.notes.append(f"preflight note: {note}")
     if result.refused is not None:
         console.print(
-            f"[red]lab class {operation}: refused before anything was created[/red]\n"
-            f"{result.refused}",
+            f"[red]lab class {operation}: refused before anything was created[/red]"
+            f"{' on ' + result.cloud if result.cloud else ''}\n{result.refused}",
             highlight=False,
             soft_wrap=True,
         )

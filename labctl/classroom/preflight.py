@@ -67,7 +67,7 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
 
 def quota_table(result: ClassPreflight, *, all_rows: bool = False) -> Table:
     """Resource, need, free (and limit, used): the shortfalls, or every row."""
-    grid = Table(title=f"quota on {result.cloud}", title_justify="left")
+    grid = Table(title="the project's quota", title_justify="left")
     for column in ("resource", "need", "free", "limit", "used"):
         grid.add_column(column, justify="left" if column == "resource" else "right")
     rows = result.report.quota if result.report and all_rows else result.shortfalls
