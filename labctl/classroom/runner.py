@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -194,8 +195,10 @@ def _run_engine(
     try:
         call(progress)
     except CommandError as err:
-        cancelled = ctx.stop.is_set() or any("cancel" in line for line in progress.lines[-5:])
-        outcome.finish("cancelled" if cancelled else "failed", progress.error(err))
+        error = progress.error(err)
+        # Pulumi says "update canceled" when a SIGINT reached it, whoever sent it.
+        cancelled = ctx.stop.is_set() or "canceled" in error
+        outcome.finish("cancelled" if cancelled else "failed", error)
         return False
     return True
 
@@ -371,6 +374,9 @@ def run_class(
     A KeyboardInterrupt while waiting stops the queue and waits for the running students.
     """
     by_id = {o.student: o for o in report.outcomes}
+    # Started in the background by a non-interactive shell, Python inherits SIGINT ignored and
+    # would never see a Ctrl-C, while `pulumi` (Go) re-enables it and cancels: listen as well.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="student")
     futures: list[Future[None]] = [
         pool.submit(run_student, ctx, operation, s, by_id[s.id]) for s in roster.students
@@ -388,6 +394,7 @@ def run_class(
                     running_at_stop = [o.student for o in report.outcomes if o.state == "running"]
     finally:
         pool.shutdown(wait=True)
+        signal.signal(signal.SIGINT, previous)
         report.finished = time.monotonic()
         tick()
     if report.interrupted:
