@@ -296,6 +296,14 @@ def compute_disabled(admin: Any) -> Iterator[Callable[[], None]]:
         enable()
 
 
+REFRESHES_ALWAYS = "refresh: always" in (REPO / "Pulumi.yaml").read_text()
+
+
+@pytest.mark.xfail(
+    not REFRESHES_ALWAYS,
+    strict=True,
+    reason="without Pulumi.yaml's `options: refresh: always` a plain up keeps servers in ERROR",
+)
 def test_servers_in_error_converge_with_a_plain_up(
     first_up: FirstUp, member: Any, compute_disabled: Callable[[], None]
 ) -> None:
