@@ -136,6 +136,7 @@ class CloudFacts:
     quota: Mapping[str, tuple[int, int]]  # Needs field -> (limit, used)
     students: Mapping[str, LabResources] = field(default_factory=dict)
     failed_servers: Mapping[str, str] = field(default_factory=dict)  # name -> Nova's fault
+    image_distros: Mapping[str, str] = field(default_factory=dict)  # name -> Glance os_distro
 
 
 # --- the checks (pure) -------------------------------------------------------------------------
@@ -192,15 +193,34 @@ def _alias(field_name: str) -> str:
     return info.alias or field_name
 
 
+# Distributions whose images cannot run the calculator as the user data installs it (Alpine's
+# cloud images have no Python, and the unit is systemd's).
+UNFIT_DISTROS = frozenset({"alpine"})
+
+
 def _image_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[Problem]:
-    active = sorted(name for name, status in facts.images.items() if status == "active")
+    fit = tuple(
+        sorted(
+            name
+            for name, status in facts.images.items()
+            if status == "active" and facts.image_distros.get(name) not in UNFIT_DISTROS
+        )
+    )
     problems = []
     for (key, name), users in _by_choice(stacks, "image_by_role", "image").items():
         status = facts.images.get(name)
-        if status == "active":
+        distro = facts.image_distros.get(name)
+        if status == "active" and distro not in UNFIT_DISTROS:
             continue
-        what = f"image '{name}' is {status}" if status else f"no image named '{name}'"
-        problems.append(Problem(f"{PROJECT}:{key}", tuple(users), what, tuple(active)))
+        if status is None:
+            what = f"no image named '{name}'"
+        elif status != "active":
+            what = f"image '{name}' is {status}"
+        else:
+            what = (
+                f"image '{name}' is {distro} (os_distro): no Python or systemd for the calculator"
+            )
+        problems.append(Problem(f"{PROJECT}:{key}", tuple(users), what, fit))
     return problems
 
 
@@ -356,9 +376,11 @@ def _read_cloud_once(conn: Any, cloud: str) -> CloudFacts:
     }
     key_pairs = frozenset(k.name for k in conn.compute.keypairs())
     servers = list(conn.compute.servers(details=True))
+    images = [i for i in conn.image.images() if i.name]
     return CloudFacts(
         cloud=cloud,
-        images={i.name: i.status for i in conn.image.images() if i.name},
+        images={i.name: i.status for i in images},
+        image_distros={i.name: getattr(i, "os_distro", None) or "" for i in images},
         flavors=flavors,
         networks=facts_networks,
         key_pairs=key_pairs,

@@ -97,6 +97,17 @@ def test_every_problem_is_listed_with_its_key_and_what_exists() -> None:
     ]
 
 
+def test_an_alpine_image_is_refused_naming_the_fit_ones() -> None:
+    cloud = facts(
+        images={"debian-12": "active", "alpine-3.20": "active"},
+        image_distros={"debian-12": "debian", "alpine-3.20": "alpine"},
+    )
+    report = check(cloud, [stack("alice", imageByRole={"sum": "alpine-3.20"})])
+    assert rendered(report) == [
+        "calculator-lab:imageByRole.sum (alice): image 'alpine-3.20' is alpine (os_distro): no Python or systemd for the calculator; available: debian-12"
+    ]
+
+
 def test_an_internal_network_and_a_wrong_id_are_named() -> None:
     internal = check(facts(), [stack("alice", externalNetwork="shared-lan")])
     assert rendered(internal) == [
