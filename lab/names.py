@@ -33,6 +33,9 @@ FIRST_NODE_HOST: Final = 10
 # OpenStack tags are "key=value" strings; Docker labels are a map with dotted keys.
 ROLE_TAG_PREFIX: Final = f"{PROJECT}:role="
 STUDENT_TAG_PREFIX: Final = f"{PROJECT}:student="
+# Which Pulumi stack owns a student's networks: the preflight refuses a second stack with the
+# same student id.
+STACK_TAG_PREFIX: Final = f"{PROJECT}:stack="
 ROLE_LABEL: Final = f"{PROJECT}.role"
 STUDENT_LABEL: Final = f"{PROJECT}.student"
 # Marks a snapshot (Glance image property or Docker image label) with its full name.
@@ -45,6 +48,10 @@ def role_tag(role: str) -> str:
 
 def student_tag(student: str) -> str:
     return f"{STUDENT_TAG_PREFIX}{student}"
+
+
+def stack_tag(stack: str) -> str:
+    return f"{STACK_TAG_PREFIX}{stack}"
 
 
 def node_tags(student: str, role: str) -> list[str]:

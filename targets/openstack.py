@@ -19,7 +19,7 @@ from components.calculator_tier import (
 from components.gateway_router import GatewayRouter, GatewayRouterArgs, RouterPortSpec
 from components.private_network import PrivateNetwork, PrivateNetworkArgs
 from lab.config import LabConfig
-from lab.names import physical_name, student_tag
+from lab.names import physical_name, stack_tag, student_tag
 from lab.openstack_plan import VmPlan, plan_vms
 from lab.topology import Topology
 from targets.outputs import StackOutputs
@@ -27,7 +27,7 @@ from targets.outputs import StackOutputs
 
 def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
     student = config.student
-    tags = [student_tag(student)]
+    tags = [student_tag(student), stack_tag(pulumi.get_stack())]
 
     networks = {
         subnet.key: PrivateNetwork(

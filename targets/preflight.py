@@ -23,19 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.config import LabConfig
-from lab.names import PROJECT, ROLES, STUDENT_TAG_PREFIX, Role, physical_name
+from lab.names import PROJECT, ROLES, STACK_TAG_PREFIX, STUDENT_TAG_PREFIX, Role, physical_name
 from lab.quota import FlavorSize, Needs, stack_needs
 from lab.topology import build_topology
 
 # Which stack created a resource: with the student tag, it tells a student id's owner.
 # TODO(lead): belongs in lab/names.py next to STUDENT_TAG_PREFIX (see the report of issue 10).
-STACK_TAG_PREFIX = f"{PROJECT}:stack="
-
-
-def stack_tag(stack: str) -> str:
-    return f"{STACK_TAG_PREFIX}{stack}"
-
-
 StackConfig = tuple[str, LabConfig]  # (stack name, its validated configuration)
 
 # Quota names as Needs spells them -> (API, the API's name).

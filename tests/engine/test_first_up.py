@@ -243,14 +243,6 @@ def test_authentication_and_connection_failures_are_one_message(
     print(f"\n{failure}: refused in {seconds:.1f}s, nothing created")
 
 
-STACK_TAGGED = "stack_tag" in (REPO / "targets" / "openstack.py").read_text()
-
-
-@pytest.mark.xfail(
-    not STACK_TAGGED,
-    strict=True,
-    reason="the owner of a student id is known once targets/openstack.py tags with the stack",
-)
 @pytest.mark.parametrize("key", ["sshPublicKey", "keyPair"])
 def test_a_student_id_held_by_another_stack_is_refused(
     key: str, first_up: FirstUp, member: Any
@@ -296,14 +288,6 @@ def compute_disabled(admin: Any) -> Iterator[Callable[[], None]]:
         enable()
 
 
-REFRESHES_ALWAYS = "refresh: always" in (REPO / "Pulumi.yaml").read_text()
-
-
-@pytest.mark.xfail(
-    not REFRESHES_ALWAYS,
-    strict=True,
-    reason="without Pulumi.yaml's `options: refresh: always` a plain up keeps servers in ERROR",
-)
 def test_servers_in_error_converge_with_a_plain_up(
     first_up: FirstUp, member: Any, compute_disabled: Callable[[], None]
 ) -> None:

@@ -15,7 +15,7 @@ import openstack.exceptions
 import pytest
 
 from lab.config import LabConfig, load_config
-from lab.names import student_tag
+from lab.names import stack_tag, student_tag
 from lab.quota import FlavorSize, Needs
 from targets.preflight import (
     CloudFacts,
@@ -27,7 +27,6 @@ from targets.preflight import (
     connect,
     credentials_present,
     read_cloud,
-    stack_tag,
 )
 
 PUBLIC_ID = "6f1c0d5e-public"
