@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 
 import pulumi
-from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks, settings
 
 from lab.config import LabConfig
+from targets.config_source import read_namespace
 from targets.preflight import (
     CloudNotAnswering,
     CloudUnreachable,
@@ -33,9 +33,7 @@ NOT_CHECKED_OFFLINE = (
 
 def provider_settings() -> dict[str, str]:
     """The stack's `openstack:*` settings (keys without the namespace)."""
-    prefix = f"{PROVIDER}:"
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {k.removeprefix(prefix): str(v) for k, v in merged.items() if k.startswith(prefix)}
+    return {key: str(value) for key, value in read_namespace(PROVIDER).items()}
 
 
 def run_preflight(config: LabConfig) -> None:

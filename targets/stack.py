@@ -5,25 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.runtime import config as runtime_config
 
 from lab.config import PROJECT, ConfigError, LabConfig, load_config
 from lab.topology import build_topology
+from targets.config_source import read_namespace
 from targets.outputs import StackOutputs
 from targets.preflight_run import run_preflight
 
 
 def read_project_config() -> dict[str, Any]:
-    """Every `calculator-lab:*` value of the stack, keyed without the project prefix.
-
-    Reading the whole namespace (not key by key) is what lets validation reject a misspelt
-    key instead of silently using a default.
-    """
-    prefix = f"{PROJECT}:"
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {
-        key.removeprefix(prefix): value for key, value in merged.items() if key.startswith(prefix)
-    }
+    """Every `calculator-lab:*` value of the stack, keyed without the project prefix."""
+    return read_namespace(PROJECT)
 
 
 def validated_config() -> LabConfig:

@@ -1,0 +1,20 @@
+"""The one place the program reads the stack's configuration from the Pulumi engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulumi.runtime import config as runtime_config
+
+
+def read_namespace(namespace: str) -> dict[str, Any]:
+    """Every `<namespace>:*` value of the stack, keyed without the prefix.
+
+    Reading the whole namespace (not key by key) is what lets validation reject a misspelt
+    key instead of silently using a default.
+    """
+    prefix = f"{namespace}:"
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {
+        key.removeprefix(prefix): value for key, value in merged.items() if key.startswith(prefix)
+    }
