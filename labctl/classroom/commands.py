@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from labctl import toolchain
 from labctl.classroom import preflight, runner
 from labctl.classroom import workspace as class_ws
 from labctl.classroom.health import health_check
@@ -148,7 +149,11 @@ def _operate(
     force: bool = False,
 ) -> None:
     targets: set[str] = {s.config.target for s in roster.students}
-    env = class_ws.pulumi_environment(targets)
+    try:
+        env = class_ws.pulumi_environment(targets)
+    except toolchain.ToolchainError as err:
+        console.print(f"[red]lab class:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
     ws = class_ws.open_workspace(roster, env)
     ctx = runner.RunContext(
         ws,
