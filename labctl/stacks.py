@@ -29,7 +29,10 @@ def load(stack: str) -> LabConfig:
 def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
     """Everything `pulumi` needs for this stack, installed or started when missing."""
     config = load(stack)
-    env = toolchain.ensure({config.target})
+    try:
+        env = toolchain.ensure({config.target})
+    except toolchain.ToolchainError as err:
+        raise LabError(str(err)) from None
     ws = workspace.Workspace(stack, env)
     if config.target == "docker":
         if for_destroy and not workspace.docker_answers(env):
