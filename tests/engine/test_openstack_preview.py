@@ -51,8 +51,9 @@ EXPECTED = {
 
 
 # Where nothing listens (port 9, discard): the test cloud's Keystone may run during these tests,
-# and dummy credentials sent there would be refused rather than go unanswered.
-OFFLINE = DUMMY_OPENSTACK | {"OS_AUTH_URL": "http://127.0.0.1:9/v3"}
+# and dummy credentials sent there would be refused rather than go unanswered. OS_CLOUD is
+# emptied: CI exports the test cloud's (testcloud env), which would make the preview online.
+OFFLINE = DUMMY_OPENSTACK | {"OS_AUTH_URL": "http://127.0.0.1:9/v3", "OS_CLOUD": ""}
 EXTERNAL_NETWORK_ID = "00000000-0000-4000-8000-000000000001"
 
 
