@@ -175,15 +175,15 @@ def test_snapshot_restore_replaces_only_the_front_end_and_keeps_its_addresses(
 
     after = {name: s.id for name, s in by_name(member.compute.servers(), f"{student}-").items()}
     assert set(after) == set(before)
-    assert after[f"{student}-front"] != before[f"{student}-front"], "front end not replaced"
     assert {n: i for n, i in after.items() if not n.endswith("-front")} == {
         n: i for n, i in before.items() if not n.endswith("-front")
     }, "a service was replaced too"
+    # The provider rebuilds a server in place on a new image (Nova's rebuild: same server id)
+    # or replaces it; either way the front end now runs the snapshot.
     front = member.compute.get_server(after[f"{student}-front"])
-    assert front.image["id"] == image.id
+    assert front.image["id"] == image.id, "the front end does not run the snapshot"
     # The same Neutron port, so the same fixed address and the same floating IP on it.
     assert member.network.find_port(f"{student}-front").id == port.id
-    assert port.device_id != front.id
     assert member.network.get_port(port.id).device_id == front.id
     assert [ip.floating_ip_address for ip in member.network.ips(port_id=port.id)] == [
         floating[0].floating_ip_address
