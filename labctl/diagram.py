@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import typer
 from lab.config import LabConfig
 from lab.names import FRONT, physical_name
 from lab.topology import Node, Router, Subnet, Topology, build_topology
-from labctl.paths import stack_file
+from labctl import check
 from labctl.stacks import load
 
 FORMATS = ("svg", "png")
@@ -264,24 +263,13 @@ def render(graph: graphviz.Digraph, directory: Path, stem: str) -> list[Path]:
 
 
 def stack_outputs(stack: str) -> Mapping[str, Any] | None:
-    """`pulumi stack output --json` of a deployed stack; None when there is nothing to read."""
-    from labctl.toolchain import pulumi_environment
-
-    env = pulumi_environment()
-    if shutil.which("pulumi", path=env.get("PATH")) is None:
+    """The outputs of a deployed stack (read as `lab check` reads them); None when there is
+    nothing to read: no CLI, no deployment, or no outputs."""
+    try:
+        outputs = check.stack_outputs(stack)
+    except check.OutputsError:
         return None
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=stack_file(stack).parent,
-    )
-    if result.returncode != 0:
-        return None
-    outputs = json.loads(result.stdout or "{}")
-    return outputs if isinstance(outputs, dict) and outputs else None
+    return outputs or None
 
 
 def build(stack: str, outputs: Mapping[str, Any] | None) -> graphviz.Digraph:
