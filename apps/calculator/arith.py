@@ -71,21 +71,14 @@ class Limits:
 
 def format_number(value: Decimal) -> str:
     """Plain decimal text without exponent or trailing fractional zeros: 3, 2.5, -0.001."""
-    sign, digit_tuple, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
+    if not value.is_finite():
         raise ValueError(f"not a finite number: {value}")
-    digits = "".join(map(str, digit_tuple))
-    if exponent >= 0:
-        whole, fraction = digits + "0" * exponent, ""
-    else:
-        digits = digits.rjust(-exponent + 1, "0")
-        whole, fraction = digits[:exponent], digits[exponent:].rstrip("0")
-    text = whole.lstrip("0") or "0"
-    if fraction:
-        text += "." + fraction
-    if sign and text != "0":
-        text = "-" + text
-    return text
+    # "f" writes every digit the number holds in positional notation (1E+3 is 1000), rounding
+    # nothing; what is left is to drop a fraction's trailing zeros and the sign of a zero.
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def digit_count(text: str) -> int:
@@ -98,7 +91,8 @@ def parse_wire_number(text: str, label: str, limits: Limits) -> Decimal:
     if not _WIRE_NUMBER.fullmatch(text):
         shown = text if len(text) <= 20 else text[:20] + "..."
         raise CalcError(f"{label} {shown!r} is not a number (expected digits like 12, -3 or 2.5)")
-    if digit_count(text) > limits.max_digits:
+    # The text's length bounds its digits, so counting them is needed only for long texts.
+    if len(text) > limits.max_digits and digit_count(text) > limits.max_digits:
         raise LimitError(
             f"{label} has {digit_count(text)} digits, more than the limit of {limits.max_digits}"
         )
@@ -164,7 +158,7 @@ def apply_text(op: Operator, a: Decimal, b: Decimal, limits: Limits) -> str:
 def check_result(result: Decimal, limits: Limits) -> str:
     """Format a result, refusing one longer than the limit; returns its text."""
     text = format_number(result)
-    if digit_count(text) > limits.max_digits:
+    if len(text) > limits.max_digits and digit_count(text) > limits.max_digits:
         raise ArithmeticFault(
             f"result has {digit_count(text)} digits, more than the limit of {limits.max_digits}"
         )

@@ -161,7 +161,7 @@ class Application(Protocol):
 
 
 class _Head:
-    """A parsed request head, or the reply that refuses it."""
+    """A parsed request head; read-only once parsed, since :func:`parse_head` shares it."""
 
     __slots__ = ("body_length", "close", "expect_continue", "headers", "method", "target")
 
@@ -182,7 +182,23 @@ class _BadRequest(Exception):
 
 
 def parse_head(raw: bytes) -> _Head:
-    """Parse a request line and headers (without the blank line); raises :class:`_BadRequest`."""
+    """Parse a request line and headers (without the blank line); raises :class:`_BadRequest`.
+
+    A client sends the same head again and again (a front end's calls differ only in their
+    Content-Length), so a head seen before is answered from a small cache of exact byte strings:
+    the same bytes always parse to the same result, and a parsed head is never modified. Heads
+    that are refused are not cached; the cache is emptied when full.
+    """
+    head = _HEADS.get(raw)
+    if head is None:
+        head = _parse_head(raw)
+        if len(_HEADS) >= _HEAD_CACHE:
+            _HEADS.clear()
+        _HEADS[raw] = head
+    return head
+
+
+def _parse_head(raw: bytes) -> _Head:
     lines = raw.decode("latin-1").split("\r\n")
     head = _Head()
     parts = lines[0].split(" ")
@@ -233,6 +249,8 @@ def parse_head(raw: bytes) -> _Head:
 
 
 _HEADER_NAMES: dict[str, str] = {}
+_HEADS: dict[bytes, _Head] = {}
+_HEAD_CACHE: Final = 256
 _IDLE, _READING, _BUSY = "idle", "reading", "busy"
 
 

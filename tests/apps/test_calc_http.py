@@ -235,3 +235,22 @@ def test_framing_is_strict_and_never_a_500(sums: Process, lengths: list[str], bo
         assert status == 400  # what the length frames is not two numbers
     assert sums.popen.poll() is None
     assert no_tracebacks(sums)
+
+
+def test_a_head_seen_before_parses_the_same_and_a_refused_one_stays_refused() -> None:
+    """parse_head answers repeated heads from a cache: the cache must never change an answer."""
+    from calculator import httpbase
+
+    httpbase._HEADS.clear()
+    good = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3"
+    first, again = httpbase.parse_head(good), httpbase.parse_head(good)
+    assert again is first
+    assert (first.method, first.body_length) == ("POST", 3)
+    assert httpbase.parse_head(good.replace(b": 3", b": 12")).body_length == 12
+    for bad in (good + b"\r\nContent-Length: 4", good.replace(b": 3", b": +3")):
+        for _ in range(2):
+            with pytest.raises(httpbase._BadRequest):
+                httpbase.parse_head(bad)
+    for n in range(3 * httpbase._HEAD_CACHE):
+        assert httpbase.parse_head(good.replace(b": 3", b": %d" % n)).body_length == n
+    assert len(httpbase._HEADS) <= httpbase._HEAD_CACHE
