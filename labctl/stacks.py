@@ -27,20 +27,36 @@ def load(stack: str) -> LabConfig:
 
 
 def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
-    """Everything `pulumi` needs for this stack, installed or started when missing."""
+    """Everything `pulumi` needs for this stack, installed or started when missing.
+
+    For a Docker stack the engine and base image are made ready in the background while the
+    toolchain is checked (or built, on a first run), so the two waits overlap.
+    """
     config = load(stack)
+    docker = None
+    if config.target == "docker" and not for_destroy:
+        docker = workspace.DockerPreparation(config, say=toolchain.console.print)
     try:
         env = toolchain.ensure({config.target})
     except toolchain.ToolchainError as err:
+        if docker is not None:
+            docker.join()  # let the engine's own steps finish cleanly; their log says how
         raise LabError(str(err)) from None
     ws = workspace.Workspace(stack, env)
-    if config.target == "docker":
-        if for_destroy and not workspace.docker_answers(env):
-            return ws  # nothing to reach; `pulumi destroy` reports what it cannot delete
-        ws.env = workspace.ensure_docker(env)
-        if (base := workspace.base_image_override(config, ws.env)) is not None:
-            path = workspace.override_file(stack, {"dockerBaseImage": base})
-            ws.config_args = ["--config-file", str(path)]
+    if docker is None:
+        return ws  # destroy needs no base image; with no engine it reports what it cannot delete
+    try:
+        _, base = docker.wait()
+    except RuntimeError as err:
+        raise LabError(str(err)) from None
+    if docker.worked:
+        seconds = toolchain.clock(docker.seconds)
+        toolchain.console.print(f"lab: Docker engine and base image ready in {seconds}")
+    # The engine's DOCKER_HOST (when it is ours) on top of the toolchain's PATH and PULUMI_HOME.
+    ws.env = workspace.engine_env(env)
+    if base is not None:
+        path = workspace.override_file(stack, {"dockerBaseImage": base})
+        ws.config_args = ["--config-file", str(path)]
     return ws
 
 

@@ -317,7 +317,7 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
                 if "summary" in text:
                     break  # the table that follows stays in the log
                 step = text.split(": ", 1)[1]
-                console.print(f"  [{_clock(time.monotonic() - start)}] {step}")
+                console.print(f"  [{clock(time.monotonic() - start)}] {step}")
                 progress.update(task, description=f"pulumi: {step.split(' (')[0]}")
         log.writelines(proc.stdout)  # the rest (summary), once the loop stopped reading
     if proc.returncode != 0:
@@ -325,18 +325,18 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
         console.print(tail, markup=False)
         raise ToolchainError(f"tools/pulumi-toolchain/build failed; full log: {log_path}")
     if announced or time.monotonic() - start > 5:
-        console.print(f"pulumi: toolchain ready in {_clock(time.monotonic() - start)}")
+        console.print(f"pulumi: toolchain ready in {clock(time.monotonic() - start)}")
 
 
 def _announce(targets: list[str], log_path: Path) -> str:
-    parts = ", ".join(f"{NAMES[t]} ~{_clock(COLD_SECONDS[t])}" for t in targets)
-    total = _clock(sum(COLD_SECONDS[t] for t in targets))
+    parts = ", ".join(f"{NAMES[t]} ~{clock(COLD_SECONDS[t])}" for t in targets)
+    total = clock(sum(COLD_SECONDS[t] for t in targets))
     return (
         f"pulumi: first run: compiling {parts} from Go modules; about {total} on 2 idle cores, "
         f"more on a busy machine (log: {log_path})"
     )
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}:{secs:02d}"

@@ -8,10 +8,14 @@ the cache, which every `pulumi` command then reads through `--config-file`.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -49,16 +53,19 @@ def engine_env(env: dict[str, str]) -> dict[str, str]:
     return _with_engine_exports(env)
 
 
-def ensure_docker(env: dict[str, str]) -> dict[str, str]:
-    """A Docker engine that answers: the user's, ours if it runs, or ours started now."""
+def ensure_docker(
+    env: dict[str, str], log: IO[str] | None = None, say: Callable[[str], object] = print
+) -> dict[str, str]:
+    """A Docker engine that answers: the user's, ours if it runs, or ours started now.
+    ``say`` tells what is done; the engine script's own output goes to ``log`` when given."""
     if docker_answers(env):
         return env
     env = engine_env(env)
     if docker_answers(env):
         return env
-    print("lab: no Docker engine answers; starting tools/docker-engine")
-    subprocess.run([DOCKER_ENGINE, "install"], check=True, env=env)
-    subprocess.run([DOCKER_ENGINE, "start"], check=True, env=env)
+    say("lab: no Docker engine answers; starting tools/docker-engine")
+    for step in ("install", "start"):
+        subprocess.run([DOCKER_ENGINE, step], check=True, env=env, stdout=log, stderr=log)
     return _with_engine_exports(env)
 
 
@@ -76,8 +83,14 @@ def _with_engine_exports(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def base_image_override(config: LabConfig, env: dict[str, str]) -> str | None:
-    """The local base image to use instead of the configured one, when that cannot be had."""
+def base_image_override(
+    config: LabConfig,
+    env: dict[str, str],
+    log: IO[str] | None = None,
+    say: Callable[[str], object] = print,
+) -> str | None:
+    """The local base image to use instead of the configured one, when that cannot be had.
+    ``say`` tells what is done; the engine script's own output goes to ``log`` when given."""
     base = config.docker_base_image
     if _quiet(["docker", "image", "inspect", base], env):
         return None
@@ -92,9 +105,61 @@ def base_image_override(config: LabConfig, env: dict[str, str]) -> str | None:
     failed.parent.mkdir(parents=True, exist_ok=True)
     failed.touch()
     if not have_local:
-        print(f"lab: cannot pull {base}; building the local base image instead")
-        subprocess.run([DOCKER_ENGINE, "base-image"], check=True, env=env)
+        say(f"lab: cannot pull {base}; building the local base image instead")
+        subprocess.run([DOCKER_ENGINE, "base-image"], check=True, env=env, stdout=log, stderr=log)
     return LOCAL_BASE_IMAGE
+
+
+class DockerPreparation:
+    """A Docker engine that answers and the stack's base image, made ready in a thread.
+
+    Started before the Pulumi toolchain is checked, so that on a first run starting the engine
+    and building the base image (minutes, mostly waiting on the Debian mirror and the disk)
+    overlap the Go build (minutes of CPU) instead of adding to it. What it runs goes to a log
+    file; the terminal gets one line when it starts doing something and one when it is done.
+    """
+
+    def __init__(self, config: LabConfig, say: Callable[[str], object]) -> None:
+        self.config = config
+        self.say = say
+        self.log_path = cache_dir() / "workspace" / "docker-preparation.log"
+        self.env: dict[str, str] = {}
+        self.base: str | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        #: Whether the engine had to be started or the base image built (else: nothing to say).
+        self.worked = False
+        self._thread = threading.Thread(target=self._run, name="docker-preparation", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.log_path.open("w") as log:
+                self.env = ensure_docker(dict(os.environ), log, self._say)
+                self.base = base_image_override(self.config, self.env, log, self._say)
+        except (OSError, subprocess.CalledProcessError) as error:
+            self.error = error
+        self.seconds = time.monotonic() - started
+
+    def _say(self, message: str) -> None:
+        self.worked = True
+        self.say(f"{message} (meanwhile; log: {self.log_path})")
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def wait(self) -> tuple[dict[str, str], str | None]:
+        """The engine's environment and the local base image to use (None: the configured
+        one is there); raises RuntimeError, with the log's last lines, if either failed."""
+        self.join()
+        if self.error is not None:
+            tail = "".join(self.log_path.read_text().splitlines(keepends=True)[-15:])
+            raise RuntimeError(
+                f"preparing Docker failed ({self.error}); last lines of {self.log_path}:\n{tail}"
+            )
+        return self.env, self.base
 
 
 def override_file(stack: str, values: dict[str, str]) -> Path:
