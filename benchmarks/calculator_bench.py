@@ -331,7 +331,7 @@ def pin(cluster: Cluster, echo: EchoServer, how: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=40, help="samples per latency figure")
+    parser.add_argument("--repeat", type=int, default=100, help="samples per latency figure")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration per throughput run")
     parser.add_argument("--overload-seconds", type=float, default=8.0, help="per overload run")
     parser.add_argument("--apps", type=Path, default=APPS, help="directory holding calculator/")
