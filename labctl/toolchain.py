@@ -39,10 +39,10 @@ LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
 PROVIDERS = {"docker": "docker", "openstack": "openstack"}
 
 # Cold build of each target on this project's 2-core machine with an empty cache, told to the user
-# before a build: the CPU seconds measured under load halved for 2 idle cores, plus the module
-# downloads that are not overlapped (tools/pulumi-toolchain/README.md, "Cost"). The language host
-# and the providers reuse much of what the CLI compiled.
-COLD_SECONDS = {"pulumi": 225, "language-python": 30, "docker": 150, "openstack": 120}
+# before a build: measured on 2 idle cores (recipe r3), with the module downloads that are not
+# overlapped (tools/pulumi-toolchain/README.md, "Cost"); openstack is the r1 figure scaled alike.
+# The language host and the providers reuse much of what the CLI compiled.
+COLD_SECONDS = {"pulumi": 225, "language-python": 20, "docker": 110, "openstack": 120}
 NAMES = {
     "pulumi": "pulumi CLI",
     "language-python": "Python language host",

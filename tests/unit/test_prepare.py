@@ -44,7 +44,10 @@ def test_base_image_is_built_while_the_toolchain_builds(
         docker_started.set()
         return env
 
-    def base_image(config: LabConfig, env: dict[str, str], log: object, say: object) -> str:
+    def base_image(
+        config: LabConfig, env: dict[str, str], log: object, say: object, niceness: int
+    ) -> str:
+        assert niceness == 19  # the build keeps its CPU; the image takes what is left
         assert callable(say)
         say("lab: building the local base image")
         return workspace.LOCAL_BASE_IMAGE
@@ -97,7 +100,7 @@ def test_a_failed_build_waits_for_the_docker_side_and_reports_the_build(
 
     monkeypatch.setattr(toolchain, "ensure", ensure)
     monkeypatch.setattr(workspace, "ensure_docker", ensure_docker)
-    monkeypatch.setattr(workspace, "base_image_override", lambda *args: None)
+    monkeypatch.setattr(workspace, "base_image_override", lambda *args, **kwargs: None)
     with pytest.raises(stacks.LabError, match="build failed"):
         stacks.prepare("dev")
     assert finished.is_set(), "prepare returned while the engine was still being started"
