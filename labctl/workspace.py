@@ -115,10 +115,12 @@ def base_image_override(
 class DockerPreparation:
     """A Docker engine that answers and the stack's base image, made ready in a thread.
 
-    Started before the Pulumi toolchain is checked, so that on a first run starting the engine
-    and building the base image (minutes, mostly waiting on the Debian mirror and the disk)
-    overlap the Go build (minutes of CPU) instead of adding to it. What it runs goes to a log
-    file; the terminal gets one line when it starts doing something and one when it is done.
+    Started before the Pulumi toolchain is checked, so that on a first run the engine's start
+    and the base image overlap the Go build: where a registry answers, the image is a `docker
+    pull` waiting on the network; here it is built (mmdebstrap) at the lowest priority, taking
+    what the build leaves idle. On 2 cores that gains little (tools/pulumi-toolchain/README.md
+    measures it); the user at least hears of it at once. What it runs goes to a log file; the
+    terminal gets one line when it starts doing something and one when it is done.
     """
 
     def __init__(self, config: LabConfig, say: Callable[[str], object]) -> None:
