@@ -46,7 +46,7 @@ def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
     if docker is None:
         return ws  # destroy needs no base image; with no engine it reports what it cannot delete
     try:
-        _, base = docker.wait()
+        base = docker.wait()
     except RuntimeError as err:
         raise LabError(str(err)) from None
     if docker.worked:

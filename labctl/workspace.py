@@ -127,9 +127,8 @@ class DockerPreparation:
         self.config = config
         self.say = say
         self.log_path = cache_dir() / "workspace" / "docker-preparation.log"
-        self.env: dict[str, str] = {}
         self.base: str | None = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.seconds = 0.0
         #: Whether the engine had to be started or the base image built (else: nothing to say).
         self.worked = False
@@ -141,10 +140,10 @@ class DockerPreparation:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self.log_path.open("w") as log:
-                self.env = ensure_docker(dict(os.environ), log, self._say)
+                env = ensure_docker(dict(os.environ), log, self._say)
                 # The Go build is a first run's critical path: the base image gets the CPU it
                 # leaves idle (its links, its downloads), not an equal share.
-                self.base = base_image_override(self.config, self.env, log, self._say, niceness=19)
+                self.base = base_image_override(self.config, env, log, self._say, niceness=19)
         except Exception as error:  # any failure is reported by wait(), not lost in the thread
             self.error = error
         self.seconds = time.monotonic() - started
@@ -156,16 +155,16 @@ class DockerPreparation:
     def join(self) -> None:
         self._thread.join()
 
-    def wait(self) -> tuple[dict[str, str], str | None]:
-        """The engine's environment and the local base image to use (None: the configured
-        one is there); raises RuntimeError, with the log's last lines, if either failed."""
+    def wait(self) -> str | None:
+        """The local base image to use (None: the configured one is there); raises
+        RuntimeError, with the log's last lines, if starting the engine or the image failed."""
         self.join()
         if self.error is not None:
             tail = "".join(self.log_path.read_text().splitlines(keepends=True)[-15:])
             raise RuntimeError(
                 f"preparing Docker failed ({self.error}); last lines of {self.log_path}:\n{tail}"
             )
-        return self.env, self.base
+        return self.base
 
 
 def override_file(stack: str, values: dict[str, str]) -> Path:
