@@ -5,8 +5,9 @@ is divided by, a plain standard-library echo server (``http.server``, HTTP/1.1 k
 process of its own. Everything is measured in one run, so the ratios compare like with like on
 a machine whose speed varies with what else runs on it:
 
-- the echo round trip (POST "2 3" from ``http.client``, kept alive), the unit of the latency
-  ratio, and the same round trip to the sum service;
+- the echo round trip (POST "2 3" from ``http.client``, kept alive, in blocks before and after
+  each latency figure), the unit of the latency ratio, and the same round trip to the sum
+  service;
 - the latency of a balanced expression of 64 operands (depth 6) and of a chain of the same 63
   operations (depth 63), each evaluated concurrently and sequentially;
 - the throughput of ``(5+6)*2`` and of the balanced expression at 1, 8 and 32 clients;
@@ -51,6 +52,12 @@ OPERATORS = "+*-/"
 SMALL = "(5+6)*2"
 #: A fast 503 is one answered within this many seconds: refused at the door, not after waiting.
 FAST = 0.1
+#: The echo round trip is sampled in blocks of this many, before and after each latency figure,
+#: and its median taken over all of them: a single block of 400 taken in a fraction of a second
+#: at the start gave medians from 0.15 to 0.22 ms from one run to the next on this 2-core machine
+#: (where the scheduler happened to put client and server), while the balanced expression's
+#: median moved by 10 %.
+ECHO_BLOCK = 100
 
 _ECHO_SERVER = """
 import sys
@@ -355,8 +362,8 @@ def main() -> int:
         pin(cluster, echo, args.pin)
         port = _port(cluster.url)
         echo_client = Client(echo.port)
-        echo_rt = statistics.median(timings(lambda: echo_client.post("2 3"), repeat=400))
-        echo_client.close()
+        echo_once = partial(echo_client.post, "2 3")
+        echoes = timings(echo_once, repeat=ECHO_BLOCK)
         sum_client = Client(_port(cluster.services["sum"].url))
         sum_rt = statistics.median(timings(lambda: sum_client.post("2 3"), repeat=400))
         sum_client.close()
@@ -371,7 +378,10 @@ def main() -> int:
                     raise RuntimeError(f"{name}/{mode}: got {answer}, expected {expected[name]}")
                 samples = timings(partial(front.post, text, path), args.repeat)
                 latency[name, mode] = statistics.median(samples)
+                echoes += timings(echo_once, repeat=ECHO_BLOCK)
         front.close()
+        echo_client.close()
+        echo_rt = statistics.median(echoes)
 
         rates: dict[tuple[str, int], LoadResult] = {}
         for label, text in (("small", SMALL), ("balanced", shapes["balanced"])):
