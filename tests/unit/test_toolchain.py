@@ -228,8 +228,8 @@ def test_a_cold_build_says_what_it_does_and_how_long_it_takes(
     log = fake_build(tmp_path, monkeypatch, 0)
     toolchain.run_build(["pulumi", "language-python", "docker"], dict(os.environ))
     shown = capsys.readouterr().err
-    assert "compiling pulumi CLI ~3:45, Python language host ~0:20, docker provider ~1:50" in shown
-    assert "about 5:55 on 2 idle cores" in shown
+    assert "compiling pulumi CLI ~3:25, Python language host ~0:15, docker provider ~1:15" in shown
+    assert "about 4:55 on 2 idle cores" in shown
     assert "[0:00] pulumi: downloading the modules of x" in shown
     assert "[0:00] pulumi: compiling and linking the CLI" in shown
     assert "go: downloading" not in shown  # counted, not listed
