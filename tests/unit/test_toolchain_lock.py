@@ -20,11 +20,10 @@ LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
 
 
 def layout(cache: Path) -> dict[str, str]:
-    """The cache layout and the pulumi stamp lib.sh and build derive for the pinned versions."""
-    script = (
-        'source "$1" && printf "%s\\n" "$TOOLCHAIN_CACHE" "$TOOLCHAIN_BIN" "$TOOLCHAIN_PREFIX" '
-        '"github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION r$TOOLCHAIN_RECIPE" "$PULUMI_VERSION"'
-    )
+    """What lib.sh derives for the pinned versions: the cache layout, the pulumi target's stamp."""
+    names = ["TOOLCHAIN_CACHE", "TOOLCHAIN_BIN", "TOOLCHAIN_PREFIX", "PULUMI_WANT"]
+    names += ["PULUMI_VERSION", "GO_VERSION"]
+    script = 'source "$1" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in names)
     out = subprocess.run(
         ["bash", "-c", script, "bash", str(LIB)],
         env={**os.environ, "CALCLAB_CACHE": str(cache)},
@@ -32,12 +31,11 @@ def layout(cache: Path) -> dict[str, str]:
         capture_output=True,
         text=True,
     ).stdout.splitlines()
-    return dict(zip(("cache", "bin", "prefix", "stamp", "version"), out, strict=True))
+    return dict(zip(names, out, strict=True))
 
 
 def go_is_usable() -> bool:
-    needed = (ROOT / "tools/pulumi-toolchain/versions.env").read_text()
-    wanted = next(line.split("=", 1)[1] for line in needed.splitlines() if line.startswith("GO_"))
+    wanted = layout(Path("/nonexistent"))["GO_VERSION"]
     try:
         got = subprocess.run(
             ["go", "env", "GOVERSION"], capture_output=True, text=True, check=True
@@ -55,34 +53,34 @@ def version(text: str) -> tuple[int, ...]:
 def held_lock(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A cache whose build lock another build holds, as during a cold `make test`."""
     paths = layout(tmp_path / "cache")
-    Path(paths["cache"]).mkdir(parents=True)
-    with open(Path(paths["cache"]) / ".lock", "w") as lock:
+    Path(paths["TOOLCHAIN_CACHE"]).mkdir(parents=True)
+    with open(Path(paths["TOOLCHAIN_CACHE"]) / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield paths
 
 
-def run_build(paths: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BUILD), "pulumi"],
-        env={**os.environ, "CALCLAB_CACHE": str(Path(paths["cache"]).parent)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def build_env(paths: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, "CALCLAB_CACHE": str(Path(paths["TOOLCHAIN_CACHE"]).parent)}
 
 
 @pytest.mark.skipif(not go_is_usable(), reason="no Go of versions.env's GO_VERSION on PATH")
 def test_a_warm_run_does_not_wait_for_the_lock(held_lock: dict[str, str]) -> None:
-    binary = Path(held_lock["bin"]) / "pulumi"
+    binary = Path(held_lock["TOOLCHAIN_BIN"]) / "pulumi"
     binary.parent.mkdir(parents=True)
-    binary.write_text(f"#!/bin/sh\necho v{held_lock['version']}\n")
+    binary.write_text(f"#!/bin/sh\necho v{held_lock['PULUMI_VERSION']}\n")
     binary.chmod(0o755)
-    stamps = Path(held_lock["prefix"]) / "stamps"
+    stamps = Path(held_lock["TOOLCHAIN_PREFIX"]) / "stamps"
     stamps.mkdir(parents=True)
-    (stamps / "pulumi").write_text(held_lock["stamp"])
+    (stamps / "pulumi").write_text(held_lock["PULUMI_WANT"])
 
-    result = run_build(held_lock, timeout=60)
+    result = subprocess.run(
+        [str(BUILD), "pulumi"],
+        env=build_env(held_lock),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stderr
     assert "waiting for it" not in result.stderr
@@ -92,7 +90,7 @@ def test_a_warm_run_does_not_wait_for_the_lock(held_lock: dict[str, str]) -> Non
 def test_a_run_that_must_build_waits_for_the_lock(held_lock: dict[str, str]) -> None:
     proc = subprocess.Popen(
         [str(BUILD), "pulumi"],
-        env={**os.environ, "CALCLAB_CACHE": str(Path(held_lock["cache"]).parent)},
+        env=build_env(held_lock),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

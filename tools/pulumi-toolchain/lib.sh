@@ -33,6 +33,10 @@ COMPILE_GCFLAGS="all=-dwarf=false -l"
 # same tags let the providers reuse about 50 more packages the CLI compiled.
 BUILD_TAGS=osusergo,grpcnotrace
 
+# The CLI's module, and what the pulumi target's stamp records (a changed pin or recipe rebuilds).
+CLI_MOD=github.com/pulumi/pulumi/pkg/v3
+PULUMI_WANT="$CLI_MOD@v$PULUMI_VERSION r$TOOLCHAIN_RECIPE"
+
 TOOLCHAIN_CACHE=${CALCLAB_CACHE:-$HOME/.cache/calculator-lab}/pulumi-toolchain
 TOOLCHAIN_KEY="pulumi-${PULUMI_VERSION}_openstack-${OPENSTACK_VERSION:-none}_docker-${DOCKER_VERSION:-none}_go-${GO_VERSION}_r${TOOLCHAIN_RECIPE}"
 TOOLCHAIN_PREFIX="$TOOLCHAIN_CACHE/$TOOLCHAIN_KEY"
