@@ -5,17 +5,19 @@
   internal or not) plus a small public network: the analog of the external network.
 - CalculatorContainers runs each container spec: routers first, then the nodes.
 
-The components take specs with every value worked out (addresses, commands, environment,
-health checks, published port); they import nothing from the program.
+The components take the specs of specs/docker.py, with every value worked out (addresses,
+commands, environment, health checks, published port); they import nothing from the program.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
+
+from specs.docker import PUBLIC, ContainerSpec, ImageSpec, NetworksSpec, PublishedPort
 
 # No address for the host on a lab subnet's bridge: the host has no route into it, and the
 # gateway address Docker gives the containers is held by nobody.
@@ -27,8 +29,6 @@ HEALTH_TIMEOUT = "3s"
 HEALTH_RETRIES = 5
 # `pulumi up` waits for every container to report healthy, so it ends with a working stack.
 WAIT_TIMEOUT_SECONDS = 90
-# The key of the public network in a container's attachments.
-PUBLIC = "public"
 
 
 def _healthcheck(test: Sequence[str]) -> docker.ContainerHealthcheckArgs:
@@ -48,16 +48,6 @@ def _labels(labels: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
 # --- CalculatorImage ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CalculatorImageArgs:
-    # repository:tag; the tag should change with the image's content (see targets/docker.py),
-    # so a rebuilt image never shares a name with the one it replaces.
-    image_name: str
-    context: str  # directory holding the Dockerfile and the calculator package
-    base_image: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
 class CalculatorImage(pulumi.ComponentResource):
     """The calculator image, built by the engine from the Dockerfile in the build context."""
 
@@ -67,14 +57,14 @@ class CalculatorImage(pulumi.ComponentResource):
     """repository:tag of the built image."""
 
     def __init__(
-        self, name: str, args: CalculatorImageArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ImageSpec, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("calculator-lab:components:CalculatorImage", name, None, opts)
         # RemoteImage, not docker.Image: only RemoteImage deletes the local image on destroy
         # (keep_locally=False); docker.Image leaves its tag behind.
         image = docker.RemoteImage(
             f"{name}-image",
-            name=args.image_name,
+            name=args.name,
             build=docker.RemoteImageBuildArgs(
                 context=args.context,
                 dockerfile="Dockerfile",
@@ -95,22 +85,6 @@ class CalculatorImage(pulumi.ComponentResource):
 # --- LabNetworks -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BridgeSpec:
-    key: str  # resource-name suffix and the key containers attach by
-    name: str
-    cidr: str
-    gateway: str  # the address Docker reserves; keep it off every container's address
-    internal: bool
-
-
-@dataclass(frozen=True)
-class LabNetworksArgs:
-    networks: Sequence[BridgeSpec]
-    public_name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
 class LabNetworks(pulumi.ComponentResource):
     """One bridge per spec (its CIDR, no host address) and the public bridge.
 
@@ -127,13 +101,13 @@ class LabNetworks(pulumi.ComponentResource):
     """The public network, the front end's way to the host."""
 
     def __init__(
-        self, name: str, args: LabNetworksArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: NetworksSpec, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("calculator-lab:components:LabNetworks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())]
         self.names = {}
-        for spec in args.networks:
+        for spec in args.bridges:
             network = docker.Network(
                 f"{name}-{spec.key}",
                 name=spec.name,
@@ -161,34 +135,11 @@ class LabNetworks(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class PublishedPort:
-    internal: int
-    external: int
-    host_address: str
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    key: str  # resource-name suffix
-    name: str
-    hostname: str
-    command: Sequence[str]
-    user: str
-    env: Sequence[str]  # KEY=value
-    attachments: Sequence[tuple[str, str | None]]  # (network key or PUBLIC, fixed address)
-    health: Sequence[str]  # the health check's test
-    labels: Mapping[str, str]
-    capabilities: Sequence[str] = ()  # added; every other one is dropped
-    sysctls: Mapping[str, str] | None = None
-    published: PublishedPort | None = None
-    after_routers: bool = False  # start only once the router containers are healthy
-    image: str | None = None  # None: CalculatorContainersArgs.image_id
-
-
-@dataclass(frozen=True)
 class CalculatorContainersArgs:
     routers: Sequence[ContainerSpec]
-    nodes: Sequence[ContainerSpec]
+    front: ContainerSpec  # the one container with a published port
+    services: Sequence[ContainerSpec]
+    published: PublishedPort
     image_id: pulumi.Input[str]
     networks: Mapping[str, pulumi.Input[str]]  # network key -> network name
     public_network: pulumi.Input[str]
@@ -215,23 +166,18 @@ class CalculatorContainers(pulumi.ComponentResource):
         self._args = args
 
         # Routers first: a node whose first packet needs the router must not start before it.
-        routers = [self._container(spec, ()) for spec in args.routers]
-        nodes = [self._container(spec, routers) for spec in args.nodes]
+        routers = [self._container(spec, routers=()) for spec in args.routers]
+        front = self._container(args.front, routers, args.published)
+        services = [self._container(spec, routers) for spec in args.services]
 
-        fixed = [(spec.name, spec.attachments[0][1] or "") for spec in args.nodes]
-        self.private_ips = pulumi.Output.all(*[node.name for node in nodes]).apply(
+        specs = [args.front, *args.services]
+        fixed = [(spec.name, spec.attachments[0][1] or "") for spec in specs]
+        self.private_ips = pulumi.Output.all(*[c.name for c in [front, *services]]).apply(
             lambda _: dict(fixed)
         )
-        exposed = [
-            (spec, node) for spec, node in zip(args.nodes, nodes, strict=True) if spec.published
-        ]
-        if len(exposed) != 1:
-            raise ValueError("exactly one container must publish a port")
-        spec, node = exposed[0]
-        assert spec.published is not None
-        host = spec.published.host_address
-        self.frontend_address = node.id.apply(lambda _: host)
-        self.floating_ips = self.frontend_address.apply(lambda address: {spec.name: address})
+        host, front_name = args.published.host_address, args.front.name
+        self.frontend_address = front.id.apply(lambda _: host)
+        self.floating_ips = self.frontend_address.apply(lambda address: {front_name: address})
         self.register_outputs(
             {
                 "private_ips": self.private_ips,
@@ -241,7 +187,10 @@ class CalculatorContainers(pulumi.ComponentResource):
         )
 
     def _container(
-        self, spec: ContainerSpec, routers: Sequence[docker.Container]
+        self,
+        spec: ContainerSpec,
+        routers: Sequence[docker.Container],
+        published: PublishedPort | None = None,
     ) -> docker.Container:
         args = self._args
         networks = [
@@ -252,12 +201,12 @@ class CalculatorContainers(pulumi.ComponentResource):
             for key, address in spec.attachments
         ]
         ports = None
-        if spec.published is not None:
+        if published is not None:
             ports = [
                 docker.ContainerPortArgs(
-                    internal=spec.published.internal,
-                    external=spec.published.external,
-                    ip=spec.published.host_address,
+                    internal=published.internal,
+                    external=published.external,
+                    ip=published.host_address,
                     protocol="tcp",
                 )
             ]

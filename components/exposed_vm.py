@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_openstack as openstack
 
+from components.private_network import SubnetRef
+from specs.openstack import VmSpec
+
 
 @dataclass(frozen=True)
 class ExposedVMArgs:
-    physical_name: str
-    network_id: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    fixed_ip: str
+    spec: VmSpec  # its ingress rules are the caller's to put into the groups below
+    subnet: SubnetRef  # of spec.subnet
     security_group_ids: Sequence[pulumi.Input[str]]
-    image_name: str
-    flavor_name: str
-    user_data: str
     key_pair: pulumi.Input[str] | None = None
     # Name of the external network to take a floating IP from; None keeps the VM private.
     floating_ip_pool: str | None = None
     # Neutron refuses to bind a floating IP to a port whose subnet has no router to the
     # external network yet, so the caller passes the router interfaces here.
     floating_ip_depends_on: Sequence[pulumi.Resource] = ()
-    tags: Sequence[str] = field(default_factory=tuple)
 
 
 class ExposedVM(pulumi.ComponentResource):
@@ -42,33 +39,34 @@ class ExposedVM(pulumi.ComponentResource):
         self, name: str, args: ExposedVMArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("calculator-lab:components:ExposedVM", name, None, opts)
+        spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
 
         # Security groups go on the port, not the server: a port we own keeps its fixed
         # address and rules even if the server is rebuilt.
         port = openstack.networking.Port(
             f"{name}-port",
-            name=args.physical_name,
-            network_id=args.network_id,
+            name=spec.physical_name,
+            network_id=args.subnet.network_id,
             fixed_ips=[
                 openstack.networking.PortFixedIpArgs(
-                    subnet_id=args.subnet_id, ip_address=args.fixed_ip
+                    subnet_id=args.subnet.subnet_id, ip_address=spec.fixed_ip
                 )
             ],
             security_group_ids=list(args.security_group_ids),
             admin_state_up=True,
-            tags=list(args.tags),
+            tags=list(spec.tags),
             opts=child,
         )
         instance = openstack.compute.Instance(
             f"{name}-instance",
-            name=args.physical_name,
-            image_name=args.image_name,
-            flavor_name=args.flavor_name,
+            name=spec.physical_name,
+            image_name=spec.image_name,
+            flavor_name=spec.flavor_name,
             key_pair=args.key_pair,
-            user_data=args.user_data,
+            user_data=spec.user_data,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
-            tags=list(args.tags),
+            tags=list(spec.tags),
             # The port (fixed address, floating IP) is ours and binds to one server at a time:
             # a replacement (a restore through imageByRole) must free it first.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
@@ -79,8 +77,8 @@ class ExposedVM(pulumi.ComponentResource):
             floating_ip = openstack.networking.FloatingIp(
                 f"{name}-fip",
                 pool=args.floating_ip_pool,
-                description=f"public address of {args.physical_name}",
-                tags=list(args.tags),
+                description=f"public address of {spec.physical_name}",
+                tags=list(spec.tags),
                 opts=child,
             )
             openstack.networking.FloatingIpAssociate(
@@ -95,7 +93,7 @@ class ExposedVM(pulumi.ComponentResource):
 
         self.port_id = port.id
         self.instance_id = instance.id
-        self.fixed_ip = pulumi.Output.from_input(args.fixed_ip)
+        self.fixed_ip = pulumi.Output.from_input(spec.fixed_ip)
         self.register_outputs(
             {
                 "port_id": self.port_id,

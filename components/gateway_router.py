@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_openstack as openstack
 
 from components.naming import cidr_slug
-
-
-@dataclass(frozen=True)
-class RouterPortSpec:
-    key: str  # short logical name of the subnet, used in child resource names
-    network_id: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    ip_address: str
+from components.private_network import SubnetRef
+from specs.openstack import RouterSpec
 
 
 @dataclass(frozen=True)
 class GatewayRouterArgs:
-    physical_name: str
-    interfaces: Sequence[RouterPortSpec]
-    # None: an internal router with no way out, like the lab's inter-subnet router.
+    spec: RouterSpec
+    subnets: Mapping[str, SubnetRef]  # every subnet an interface names, by key
+    # Used only when the spec is external: the network its gateway is on.
     external_network_id: pulumi.Input[str] | None = None
-    routes: Sequence[tuple[str, str]] = ()  # (destination CIDR, next hop)
-    tags: Sequence[str] = field(default_factory=tuple)
 
 
 class GatewayRouter(pulumi.ComponentResource):
@@ -36,54 +28,58 @@ class GatewayRouter(pulumi.ComponentResource):
     router_id: pulumi.Output[str]
     """The router's id."""
     interface_ids: list[pulumi.Output[str]]
-    """One router-interface id per entry of `args.interfaces`, in order."""
+    """One router-interface id per interface of the spec, in order."""
 
     def __init__(
         self, name: str, args: GatewayRouterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("calculator-lab:components:GatewayRouter", name, None, opts)
+        spec = args.spec
+        if spec.external and args.external_network_id is None:
+            raise ValueError(f"router {spec.key} is external: give external_network_id")
         child = pulumi.ResourceOptions(parent=self)
 
         router = openstack.networking.Router(
             f"{name}-router",
-            name=args.physical_name,
+            name=spec.physical_name,
             admin_state_up=True,
-            external_network_id=args.external_network_id,
-            tags=list(args.tags),
+            external_network_id=args.external_network_id if spec.external else None,
+            tags=list(spec.tags),
             opts=child,
         )
         interfaces: list[openstack.networking.RouterInterface] = []
-        for spec in args.interfaces:
+        for interface in spec.interfaces:
+            subnet = args.subnets[interface.subnet]
             port = openstack.networking.Port(
-                f"{name}-{spec.key}-port",
-                name=f"{args.physical_name}-{spec.key}",
-                network_id=spec.network_id,
+                f"{name}-{interface.subnet}-port",
+                name=f"{spec.physical_name}-{interface.subnet}",
+                network_id=subnet.network_id,
                 fixed_ips=[
                     openstack.networking.PortFixedIpArgs(
-                        subnet_id=spec.subnet_id, ip_address=spec.ip_address
+                        subnet_id=subnet.subnet_id, ip_address=interface.ip_address
                     )
                 ],
                 # Security groups never apply to router ports; asking for none avoids the
                 # project's default group being attached and listed for nothing.
                 no_security_groups=True,
                 admin_state_up=True,
-                tags=list(args.tags),
+                tags=list(spec.tags),
                 opts=child,
             )
             interfaces.append(
                 openstack.networking.RouterInterface(
-                    f"{name}-{spec.key}-interface",
+                    f"{name}-{interface.subnet}-interface",
                     router_id=router.id,
                     port_id=port.id,
                     opts=child,
                 )
             )
-        for destination, next_hop in args.routes:
+        for route in spec.routes:
             openstack.networking.RouterRoute(
-                f"{name}-route-{cidr_slug(destination)}",
+                f"{name}-route-{cidr_slug(route.destination)}",
                 router_id=router.id,
-                destination_cidr=destination,
-                next_hop=next_hop,
+                destination_cidr=route.destination,
+                next_hop=route.next_hop,
                 # Neutron rejects a next hop that is not on one of the router's subnets yet.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=interfaces),
             )

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_openstack as openstack
 
 from components.naming import cidr_slug
+from specs.openstack import NetworkSpec
 
 
 @dataclass(frozen=True)
-class PrivateNetworkArgs:
-    physical_name: str  # carries the student id so a class can share one project
-    cidr: str
-    gateway_ip: str  # the address the subnet's router interface will take
-    dhcp_pool: tuple[str, str]  # first and last dynamic address
-    dns_nameservers: Sequence[str] = ()
-    # (destination CIDR, next hop) pairs pushed to VMs by DHCP (option 121).
-    host_routes: Sequence[tuple[str, str]] = ()
-    tags: Sequence[str] = field(default_factory=tuple)
+class SubnetRef:
+    """Where a port goes: what the router and the VMs of a subnet need of it."""
+
+    network_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
 
 
 class PrivateNetwork(pulumi.ComponentResource):
@@ -32,7 +28,7 @@ class PrivateNetwork(pulumi.ComponentResource):
     """The IPv4 subnet's id."""
 
     def __init__(
-        self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: NetworkSpec, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("calculator-lab:components:PrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -61,15 +57,19 @@ class PrivateNetwork(pulumi.ComponentResource):
             tags=list(args.tags),
             opts=child,
         )
-        for destination, next_hop in args.host_routes:
+        for route in args.host_routes:
             openstack.networking.SubnetRoute(
-                f"{name}-route-{cidr_slug(destination)}",
+                f"{name}-route-{cidr_slug(route.destination)}",
                 subnet_id=subnet.id,
-                destination_cidr=destination,
-                next_hop=next_hop,
+                destination_cidr=route.destination,
+                next_hop=route.next_hop,
                 opts=child,
             )
 
         self.network_id = network.id
         self.subnet_id = subnet.id
         self.register_outputs({"network_id": self.network_id, "subnet_id": self.subnet_id})
+
+    @property
+    def ref(self) -> SubnetRef:
+        return SubnetRef(self.network_id, self.subnet_id)

@@ -1,30 +1,43 @@
-"""The Docker target's plan: what each bridge network and container is, as plain data.
+"""The Docker target's plan: the calculator image, the bridge networks and the containers.
 
 The same Topology as the OpenStack VMs, drawn with other materials: subnets become bridge
 networks with the same CIDRs, VMs become containers at the same fixed addresses, a router with
 no external gateway (the client topology's inter-subnet router) becomes a forwarding container,
 and the floating IP becomes the one port published on the host. The gateway router itself is
-Docker's NAT on the small `<student>-public` network. `targets/docker.py` hands this plan to
-the components; nothing here talks to Docker.
+Docker's NAT on the small `<student>-public` network. The components take these specs as they
+are; nothing here talks to Docker.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 
+from lab.cloud_init import APP_DIR, AppFile, app_files
 from lab.config import LabConfig
 from lab.names import ROLE_LABEL, physical_name, student_labels
 from lab.topology import HostRoute, Node, Router, Topology
+from specs.docker import (
+    PUBLIC,
+    BridgeSpec,
+    ContainerSpec,
+    ImageSpec,
+    NetworksSpec,
+    PublishedPort,
+)
 
 # What the calculator drops to after its one privileged step: the conventional "nobody".
 UNPRIVILEGED = "65534:65534"
 # `ip route` needs NET_ADMIN, setpriv needs SETUID/SETGID/SETPCAP to drop to nobody.
 ROUTING_CAPABILITIES = ("NET_ADMIN", "SETGID", "SETPCAP", "SETUID")
-# The name of the network only the front end joins: the analog of the external network.
-PUBLIC = "public"
+# Build recipe files: not shipped into the image, but they change what gets built.
+RECIPE_FILES = ("Dockerfile", ".dockerignore")
+IMAGE_REPOSITORY = "calculator-lab/calculator"
 
 # Python because the image has no curl; urlopen raises on any status but 2xx, exit code 1.
 _HEALTH_PROBE = (
@@ -40,54 +53,21 @@ IDLE_COMMAND = ("python3", "-c", "import signal; signal.pause()")
 
 
 @dataclass(frozen=True)
-class NetworkPlan:
-    key: str  # the topology's subnet key
-    name: str
-    cidr: str
-    gateway: str  # the address Docker reserves (see docker_gateway)
-    internal: bool  # no route out at all; routed subnets cannot be (see README)
-
-
-@dataclass(frozen=True)
-class Published:
-    internal: int
-    external: int
-    host_address: str
-
-
-@dataclass(frozen=True)
-class ContainerPlan:
-    key: str  # resource-name suffix: the role, or "<router>-router"
-    name: str
-    hostname: str
-    command: tuple[str, ...]
-    user: str
-    env: tuple[str, ...]  # KEY=value, sorted
-    attachments: tuple[tuple[str, str | None], ...]  # (subnet key or PUBLIC, fixed address)
-    health: tuple[str, ...]
-    labels: Mapping[str, str]
-    capabilities: tuple[str, ...] = ()
-    sysctls: Mapping[str, str] | None = None
-    published: Published | None = None
-    after_routers: bool = False  # its first packet may need a router container
-    image: str | None = None  # None: the calculator image built for the stack
-
-
-@dataclass(frozen=True)
 class DockerPlan:
-    networks: tuple[NetworkPlan, ...]
-    public_network: str
-    routers: tuple[ContainerPlan, ...]
-    nodes: tuple[ContainerPlan, ...]
-    labels: Mapping[str, str]
+    image: ImageSpec
+    networks: NetworksSpec
+    routers: tuple[ContainerSpec, ...]
+    front: ContainerSpec  # the one container with a published port
+    services: tuple[ContainerSpec, ...]
+    published: PublishedPort
 
 
 def plan_docker(config: LabConfig, topology: Topology) -> DockerPlan:
     student = config.student
     labels = student_labels(student)
     routed = routed_subnets(topology)
-    networks = tuple(
-        NetworkPlan(
+    bridges = tuple(
+        BridgeSpec(
             key=subnet.key,
             name=subnet_network_name(student, subnet.key),
             cidr=str(subnet.cidr),
@@ -102,21 +82,64 @@ def plan_docker(config: LabConfig, topology: Topology) -> DockerPlan:
         # The external router is Docker's NAT on the public network, not a container.
         if not router.external
     )
-    published = Published(
-        topology.front.port, config.docker_host_port, str(config.docker_host_address)
+    recipe = {name: (APP_DIR / name).read_bytes() for name in RECIPE_FILES}
+    image = ImageSpec(
+        name=image_name(student, image_tag(app_files(), recipe, config.docker_base_image)),
+        context=build_context(),
+        base_image=config.docker_base_image,
+        labels=labels,
     )
-    nodes = tuple(
-        _node_container(
-            student,
-            topology,
-            node,
-            labels,
-            published if node.exposed else None,
-            config.image_by_role.get(node.role),
+
+    def container(node: Node, *, public: bool = False) -> ContainerSpec:
+        return _node_container(
+            student, topology, node, labels, public, config.image_by_role.get(node.role)
         )
-        for node in topology.nodes
+
+    return DockerPlan(
+        image=image,
+        networks=NetworksSpec(bridges, physical_name(student, PUBLIC), labels),
+        routers=routers,
+        front=container(topology.front, public=True),
+        services=tuple(container(node) for node in topology.services),
+        published=PublishedPort(
+            topology.front.port, config.docker_host_port, str(config.docker_host_address)
+        ),
     )
-    return DockerPlan(networks, physical_name(student, PUBLIC), routers, nodes, labels)
+
+
+def image_tag(files: tuple[AppFile, ...], recipe: dict[str, bytes], base_image: str) -> str:
+    """A tag that changes whenever the image's content would: sources, recipe or base image.
+
+    Tagging by content (not `latest`) makes a rebuild a replacement with a new name, so the
+    old image's deletion can never remove the new one.
+    """
+    digest = hashlib.sha256()
+    for name, content in sorted(recipe.items()):
+        digest.update(f"recipe:{name}:{len(content)}\n".encode())
+        digest.update(content)
+    for app_file in files:
+        digest.update(f"file:{app_file.relative_path}:{len(app_file.content)}\n".encode())
+        digest.update(app_file.content)
+    digest.update(f"base:{base_image}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def image_name(student: str, tag: str) -> str:
+    # One repository per student, so two stacks on one engine never touch each other's image.
+    return f"{physical_name(IMAGE_REPOSITORY, student)}:{tag}"
+
+
+def build_context(app_dir: Path = APP_DIR, cwd: Path | None = None) -> str:
+    """The build context as the engine's client sees it.
+
+    Relative to the project directory when it is inside it (Pulumi runs program and providers
+    there), so the stack's state does not depend on where the checkout lives.
+    """
+    here = (cwd or Path.cwd()).resolve()
+    try:
+        return app_dir.resolve().relative_to(here).as_posix()
+    except ValueError:
+        return os.fspath(app_dir.resolve())
 
 
 def subnet_network_name(student: str, subnet_key: str) -> str:
@@ -126,9 +149,9 @@ def subnet_network_name(student: str, subnet_key: str) -> str:
     return physical_name(student, f"subnet-{subnet_key}")
 
 
-def _router_container(student: str, router: Router, labels: Mapping[str, str]) -> ContainerPlan:
+def _router_container(student: str, router: Router, labels: Mapping[str, str]) -> ContainerSpec:
     key = f"{router.key}-router"
-    return ContainerPlan(
+    return ContainerSpec(
         key=key,
         name=physical_name(student, key),
         hostname=key,
@@ -148,14 +171,14 @@ def _node_container(
     topology: Topology,
     node: Node,
     labels: Mapping[str, str],
-    published: Published | None,
+    public: bool,
     image: str | None,
-) -> ContainerPlan:
+) -> ContainerSpec:
     routes = container_routes(topology, node.subnet)
     attachments: tuple[tuple[str, str | None], ...] = ((node.subnet, str(node.ip)),)
-    if published is not None:
+    if public:
         attachments += ((PUBLIC, None),)
-    return ContainerPlan(
+    return ContainerSpec(
         key=node.role,
         name=physical_name(student, node.role),
         hostname=node.role,
@@ -168,7 +191,6 @@ def _node_container(
         labels={**labels, ROLE_LABEL: node.role},
         # A node without routes needs no capability at all.
         capabilities=ROUTING_CAPABILITIES if routes else (),
-        published=published,
         after_routers=bool(routes),
         image=image,
     )

@@ -19,13 +19,15 @@ from lab.cloud_init import APP_DIR, app_files
 from lab.config import LabConfig
 from lab.docker_plan import (
     UNPRIVILEGED,
+    build_context,
     container_routes,
     docker_gateway,
     environment_list,
+    image_name,
+    image_tag,
     node_command,
 )
 from lab.topology import HostRoute, build_topology
-from targets.docker import build_context, image_name, image_tag
 from tests.unit.program import Program, run
 
 SERVICES = {"sum": ("192.168.2.11", 50001), "sub": ("192.168.2.12", 50002)} | {
