@@ -1,6 +1,6 @@
 """What a stack asks of an OpenStack project's quotas, summed from the topology model.
 
-Pure: no cloud, no Pulumi. The preflight (targets/preflight.py) compares these sums with the
+Pure: no cloud, no Pulumi. The preflight (preflight/checks.py) compares these sums with the
 project's free quota before anything is created; the instructor's class console sums them over
 a whole class. Flavor sizes are the one input that only the cloud knows, so they are passed in.
 
@@ -61,11 +61,6 @@ class Needs:
     def items(self) -> list[tuple[str, int]]:
         """(resource, count) in a fixed order, for tables."""
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
-
-
-def images_by_role(config: LabConfig) -> dict[Role, str]:
-    """The image each VM boots: `imageByRole` over `image`."""
-    return {role: config.image_for(role) or "" for role in ROLES}
 
 
 def flavors_by_role(config: LabConfig) -> dict[Role, str]:

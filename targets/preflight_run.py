@@ -15,15 +15,15 @@ import pulumi
 from pulumi.runtime import mocks, settings
 
 from lab.config import LabConfig
-from targets.config_source import read_namespace
-from targets.preflight import (
+from preflight.checks import check
+from preflight.connection import (
     CloudNotAnswering,
     CloudUnreachable,
-    check,
     connect,
     credentials_present,
-    read_cloud,
 )
+from preflight.reading import read_cloud
+from targets.config_source import read_namespace
 
 PROVIDER = "openstack"
 NOT_CHECKED_OFFLINE = (

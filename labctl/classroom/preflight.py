@@ -1,4 +1,4 @@
-"""The class's preflight: targets/preflight.py's checks (the ones every stack's own `up` runs)
+"""The class's preflight: the cloud checks (preflight/) (the ones every stack's own `up` runs)
 over the whole class at once, read once from the cloud.
 
 What is wrong for some students only (a missing image, flavor or key pair they name, a
@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 from labctl.classroom.roster import Roster, Student
-from targets import preflight
+from preflight.checks import QuotaRow, Report, check
+from preflight.connection import CloudUnreachable, connect
+from preflight.facts import UNLIMITED
+from preflight.reading import read_cloud
 
 # Problems with these keys concern every student: the run is refused.
 CLASS_WIDE_KEYS = frozenset({"quota"})
@@ -25,12 +28,12 @@ CLASS_WIDE_KEYS = frozenset({"quota"})
 @dataclass(frozen=True)
 class ClassPreflight:
     cloud: str
-    report: preflight.Report | None  # None: no OpenStack student, nothing to check
+    report: Report | None  # None: no OpenStack student, nothing to check
     refused: str | None = None  # why the whole class is refused, if it is
     per_student: Mapping[str, list[str]] = field(default_factory=dict)  # id -> problems
 
     @property
-    def shortfalls(self) -> list[preflight.QuotaRow]:
+    def shortfalls(self) -> list[QuotaRow]:
         return [row for row in self.report.quota if row.short] if self.report else []
 
 
@@ -40,11 +43,11 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
     if not stacks:
         return ClassPreflight("", None)
     try:
-        conn, cloud = preflight.connect(env, {})
-    except preflight.CloudUnreachable as err:
+        conn, cloud = connect(env, {})
+    except CloudUnreachable as err:
         return ClassPreflight("", None, refused=str(err))
     try:
-        report = preflight.check(preflight.read_cloud(conn, cloud), stacks)
+        report = check(read_cloud(conn, cloud), stacks)
     finally:
         conn.close()
     by_stack = {s.stack: s for s in roster.students}
@@ -73,7 +76,7 @@ def quota_table(result: ClassPreflight, *, all_rows: bool = False) -> Table:
     rows = result.report.quota if result.report and all_rows else result.shortfalls
     for row in rows:
         free = "unlimited" if row.free is None else str(row.free)
-        limit = "unlimited" if row.limit == preflight.UNLIMITED else str(row.limit)
+        limit = "unlimited" if row.limit == UNLIMITED else str(row.limit)
         style = "red" if row.short else ""
         grid.add_row(row.resource, str(row.need), free, limit, str(row.used), style=style)
     return grid
@@ -83,7 +86,7 @@ def wait_for_builds(env: Mapping[str, str], student: str, within: float = 180.0)
     """Wait until none of the student's servers is in BUILD (README: after an interrupted
     `up`, refresh only once Nova has finished the builds it accepted); the names still
     building when `within` seconds have passed."""
-    conn, _ = preflight.connect(env, {})
+    conn, _ = connect(env, {})
     try:
         deadline = time.monotonic() + within
         while True:

@@ -22,7 +22,7 @@ from labctl.classroom import runner
 from labctl.classroom import workspace as class_ws
 from labctl.classroom.report import ClassReport, Outcome, write_report
 from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
-from targets import preflight
+from preflight.facts import CloudFacts
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPOFVePzrOpa7eDkuiuq+IG/Fpc6rGH7fq0i4kE4jaQC a@b"
 FLAVORS = {"m1.tiny": FlavorSize(1, 512), "m1.small": FlavorSize(2, 2048)}
@@ -240,9 +240,9 @@ def test_a_class_needs_the_sum_of_its_students_topologies(tmp_path: Path) -> Non
 # --- preflight: class-wide refusal vs per-student problems ------------------------------------
 
 
-def facts(*, instances_limit: int, images: dict[str, str] | None = None) -> preflight.CloudFacts:
+def facts(*, instances_limit: int, images: dict[str, str] | None = None) -> CloudFacts:
     unlimited = (-1, 0)
-    return preflight.CloudFacts(
+    return CloudFacts(
         cloud="test",
         images=images if images is not None else {"debian-12": "active"},
         flavors=FLAVORS,
@@ -253,12 +253,12 @@ def facts(*, instances_limit: int, images: dict[str, str] | None = None) -> pref
 
 
 def run_preflight(
-    monkeypatch: pytest.MonkeyPatch, roster: Roster, cloud: preflight.CloudFacts
+    monkeypatch: pytest.MonkeyPatch, roster: Roster, cloud: CloudFacts
 ) -> class_preflight.ClassPreflight:
     closed = []
     conn = SimpleNamespace(close=lambda: closed.append(True))
-    monkeypatch.setattr(preflight, "connect", lambda env, provider: (conn, "cloud 'test'"))
-    monkeypatch.setattr(preflight, "read_cloud", lambda c, cloud_name: cloud)
+    monkeypatch.setattr(class_preflight, "connect", lambda env, provider: (conn, "cloud 'test'"))
+    monkeypatch.setattr(class_preflight, "read_cloud", lambda c, cloud_name: cloud)
     result = class_preflight.run(roster, roster.students, {})
     assert closed == [True]
     return result

@@ -1,4 +1,4 @@
-"""The preflight's checks and messages (targets/preflight.py), on a described cloud.
+"""The preflight's checks and messages (preflight/), on a described cloud.
 
 `check` is pure, so most tests hand it a CloudFacts; `read_cloud` is run on a fake connection
 shaped like openstacksdk's; `connect` is run for real against an address nothing listens on.
@@ -17,17 +17,10 @@ import pytest
 from lab.config import LabConfig, load_config
 from lab.names import stack_tag, student_tag
 from lab.quota import FlavorSize, Needs
-from targets.preflight import (
-    CloudFacts,
-    CloudNotAnswering,
-    CloudUnreachable,
-    LabResources,
-    Report,
-    check,
-    connect,
-    credentials_present,
-    read_cloud,
-)
+from preflight.checks import Report, check
+from preflight.connection import CloudNotAnswering, CloudUnreachable, connect, credentials_present
+from preflight.facts import CloudFacts, LabResources
+from preflight.reading import read_cloud
 
 PUBLIC_ID = "6f1c0d5e-public"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPOFVePzrOpa7eDkuiuq+IG/Fpc6rGH7fq0i4kE4jaQC a@b"
