@@ -1,1 +1,1 @@
-"""The calculator-lab program: configuration, topology model and the two deployment targets."""
+"""The model, with no Pulumi: configuration, topology, user data, and each target's plan."""

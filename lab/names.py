@@ -38,7 +38,9 @@ STUDENT_TAG_PREFIX: Final = f"{PROJECT}:student="
 STACK_TAG_PREFIX: Final = f"{PROJECT}:stack="
 ROLE_LABEL: Final = f"{PROJECT}.role"
 STUDENT_LABEL: Final = f"{PROJECT}.student"
-# Marks a snapshot (Glance image property or Docker image label) with its full name.
+# Marks an image as a lab snapshot (a Glance property, a Docker label); its value is the
+# snapshot's full name. The student label alone would also match the Docker target's built
+# calculator image, which carries it.
 SNAPSHOT_LABEL: Final = f"{PROJECT}.snapshot"
 
 

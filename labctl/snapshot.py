@@ -26,9 +26,6 @@ from lab.config import LabConfig
 from lab.names import ROLE_LABEL, ROLES, SNAPSHOT_LABEL, STUDENT_LABEL, physical_name
 from labctl import stacks, workspace
 
-# Marks an image as a lab snapshot (a Glance property, a Docker label); its value is the
-# snapshot's full name. The student label alone would also match the Docker target's built
-# calculator image, which carries it.
 # Docker repository names allow lowercase letters, digits and separators; Glance accepts more.
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 # Glance converts the server's disk after Nova's createImage: minutes for a real VM.
@@ -232,13 +229,18 @@ def snapshots_for(config: LabConfig) -> Snapshots:
 
 
 def create(
-    config: LabConfig, role: str, name: str | None, snapshots: Snapshots, now: datetime
+    stack: str,
+    config: LabConfig,
+    role: str,
+    name: str | None,
+    snapshots: Snapshots,
+    now: datetime,
 ) -> Snapshot:
     full_name = snapshot_name(config.student, role, name or default_name(now))
     if any(s.name == full_name for s in snapshots.owned_by(config.student)):
         raise SnapshotError(
             f"a snapshot {full_name} exists already: choose another name, or"
-            f" lab snapshot delete {config.student} {full_name}",
+            f" lab snapshot delete {stack} {full_name}",
             exit_code=2,
         )
     server = physical_name(config.student, role)
@@ -273,7 +275,7 @@ def create_command(
 ) -> None:
     """Snapshot one VM (or container) of the stack; prints the image's id."""
     config = stacks.load(stack)
-    snapshot = create(config, role, name, snapshots_for(config), datetime.now(UTC))
+    snapshot = create(stack, config, role, name, snapshots_for(config), datetime.now(UTC))
     typer.echo(f"{snapshot.name} {snapshot.id} ({snapshot.status})")
     typer.echo(restore_hint(stack, role, snapshot.name), err=True)
 

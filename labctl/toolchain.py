@@ -38,11 +38,9 @@ LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
 # What each target's stacks need besides the CLI and the language host.
 PROVIDERS = {"docker": "docker", "openstack": "openstack"}
 
-# Cold build of each target on this project's 2-core machine with an empty cache, told to the user
-# before a build: measured inside a first `make up` on 2 idle cores (recipe r4), the CLI's module
-# downloads included (tools/pulumi-toolchain/README.md, "Cost"); openstack is estimated from
-# docker's in the ratio r3 measured. The language host and the providers reuse much of what the
-# CLI compiled.
+# Cold build of each target with an empty cache on a 2-core machine, told to the user before a
+# build (the CLI's module downloads included); how they were measured, and when, is in
+# tools/pulumi-toolchain/README.md ("Cost"). The host and providers reuse what the CLI compiled.
 COLD_SECONDS = {"pulumi": 205, "language-python": 15, "docker": 75, "openstack": 80}
 NAMES = {
     "pulumi": "pulumi CLI",

@@ -28,7 +28,8 @@ from labctl.snapshot import (
     snapshot_name,
 )
 
-CONFIG = load_config({"target": "docker", "student": "carol"}, "carol")
+STACK = "lab-carol"  # a stack whose name is not its student id
+CONFIG = load_config({"target": "docker", "student": "carol"}, STACK)
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
@@ -74,7 +75,7 @@ def test_bad_role_or_name_is_refused(role: str, name: str, problem: str) -> None
 
 def test_create_snapshots_the_role_s_server_with_the_marks() -> None:
     snapshots = FakeSnapshots()
-    made = create(CONFIG, "sum", "s1", snapshots, NOW)
+    made = create(STACK, CONFIG, "sum", "s1", snapshots, NOW)
     assert snapshots.created == [
         (
             "carol-sum",
@@ -83,14 +84,15 @@ def test_create_snapshots_the_role_s_server_with_the_marks() -> None:
         )
     ]
     assert made.name == "carol-sum-s1"
-    assert create(CONFIG, "front", None, snapshots, NOW).name == "carol-front-20260304-050607"
+    assert create(STACK, CONFIG, "front", None, snapshots, NOW).name == "carol-front-20260304-050607"
 
 
 def test_create_refuses_a_name_the_student_already_has() -> None:
     existing = Snapshot("carol-front-s1", "id-0", "front", "active", "")
     snapshots = FakeSnapshots([existing])
-    with pytest.raises(SnapshotError, match="exists already"):
-        create(CONFIG, "front", "s1", snapshots, NOW)
+    # The hint's command takes the stack, which need not be the student id.
+    with pytest.raises(SnapshotError, match=r"exists already.* lab snapshot delete lab-carol "):
+        create(STACK, CONFIG, "front", "s1", snapshots, NOW)
     assert snapshots.created == []
 
 

@@ -11,26 +11,18 @@ TOOLCHAIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # change, so stale binaries are not reused.
 TOOLCHAIN_RECIPE=4
 
-# Every binary is linked without its symbol table and DWARF (-s -w): the linker writes a third
-# less and runs faster, and nothing here debugs these binaries (r2; r1 kept them).
+# How the binaries are built, and why: each flag's measured effect is in README.md ("Cost":
+# what was cut, and why), with the recipe that brought it in.
+# No symbol table and no DWARF: nothing here debugs these binaries, and the linker writes less.
 STRIP_LDFLAGS="-s -w"
-
-# The compiler collects garbage a quarter as often (GOGC=400: more memory, less time spent
-# collecting) and writes no DWARF, which -w drops at link time anyway (r3). Measured cold on 2
-# idle cores with the modules downloaded: CLI 240 -> 196 s, the Docker stack's three targets
-# 382 -> 328 s wall, 718 -> 624 CPU-s. The binaries are the same size but not byte-identical
-# (another build ID, other offsets), hence the new recipe.
+# The compiler collects garbage a quarter as often (more memory, less time) and writes no DWARF
+# (which -w drops at link time anyway).
 COMPILE_GOGC=400
-# ...and inlines nothing (-l, r4). Inlining is the compiler's costliest optional work on code this
-# size: the CLI alone, back to back on 2 idle cores, 183 -> 131 s wall, 355 -> 252 CPU-s, and a
-# binary 13 % smaller; the Docker stack's three targets 328 -> 237 s. The price is paid at run
-# time, measured: `pulumi version` 0.14 -> 0.20 s, a warm `make up` of `dev` 5.5 -> 6.1 s
-# (README.md, "Cost"). -N (no optimisation at all) saved nothing more (129 s) and doubled the
-# start-up, so it is not used.
+# ...and inlines nothing: the compiler's costliest optional work on code this size; the price is
+# a slightly slower start of each binary.
 COMPILE_GCFLAGS="all=-dwarf=false -l"
-# Every binary is built with the CLI's tags (the providers too, since r4): with cgo off, osusergo
-# changes nothing, and grpcnotrace drops gRPC's debug tracing pages, which nothing here serves. The
-# same tags let the providers reuse about 50 more packages the CLI compiled.
+# The CLI's tags on every binary: with cgo off osusergo changes nothing, grpcnotrace drops gRPC's
+# debug pages nothing here serves, and the providers then reuse packages the CLI compiled.
 BUILD_TAGS=osusergo,grpcnotrace
 
 # The CLI's module, and what the pulumi target's stamp records (a changed pin or recipe rebuilds).
