@@ -84,7 +84,9 @@ def test_create_snapshots_the_role_s_server_with_the_marks() -> None:
         )
     ]
     assert made.name == "carol-sum-s1"
-    assert create(STACK, CONFIG, "front", None, snapshots, NOW).name == "carol-front-20260304-050607"
+    assert (
+        create(STACK, CONFIG, "front", None, snapshots, NOW).name == "carol-front-20260304-050607"
+    )
 
 
 def test_create_refuses_a_name_the_student_already_has() -> None:
