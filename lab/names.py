@@ -26,6 +26,8 @@ PORTS: Final[dict[Role, int]] = {
 }
 SERVICE_PORT_RANGE: Final = (PORTS["sum"], PORTS["div"])
 SSH_PORT: Final = 22
+# The oldest python3 the calculator runs on (apps/calculator); a VM image needs at least this.
+GUEST_PYTHON_FLOOR: Final = (3, 8)
 
 # Host part of the front end's address; the services follow it in ROLES order (.10 to .14).
 FIRST_NODE_HOST: Final = 10

@@ -15,6 +15,7 @@ from lab.names import PROJECT, ROLES, Role
 from lab.quota import Needs, stack_needs
 from lab.topology import build_topology
 from preflight.facts import UNLIMITED, CloudFacts, StackConfig
+from preflight.images import Verdict, judge
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def check(facts: CloudFacts, stacks: Sequence[StackConfig]) -> Report:
                 " for a higher quota",
             )
         )
-    notes = tuple(
+    notes = tuple(_image_notes(facts, openstack)) + tuple(
         f"server {name} is in ERROR: {fault}"
         for name, fault in sorted(facts.failed_servers.items())
         if any(name.startswith(f"{config.student}-") for _, config in openstack)
@@ -120,35 +121,46 @@ def _alias(field_name: str) -> str:
     return info.alias or field_name
 
 
-# Distributions whose images cannot run the calculator as the user data installs it (Alpine's
-# cloud images have no Python, and the unit is systemd's).
-UNFIT_DISTROS = frozenset({"alpine"})
-
-
 def _image_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[Problem]:
+    def verdict(name: str) -> Verdict:
+        return judge(*facts.image_os.get(name, ("", "")))
+
     fit = tuple(
         sorted(
             name
             for name, status in facts.images.items()
-            if status == "active" and facts.image_distros.get(name) not in UNFIT_DISTROS
+            if status == "active" and verdict(name).fit is not False
         )
     )
     problems = []
     for (key, name), users in _by_choice(stacks, "image_by_role", "image").items():
         status = facts.images.get(name)
-        distro = facts.image_distros.get(name)
-        if status == "active" and distro not in UNFIT_DISTROS:
-            continue
         if status is None:
             what = f"no image named '{name}'"
         elif status != "active":
             what = f"image '{name}' is {status}"
-        else:
+        elif verdict(name).fit is False:
+            distro, version = facts.image_os[name]
             what = (
-                f"image '{name}' is {distro} (os_distro): no Python or systemd for the calculator"
+                f"image '{name}' is {distro} {version} (os_distro, os_version):"
+                f" {verdict(name).reason}"
             )
+        else:
+            continue
         problems.append(Problem(f"{PROJECT}:{key}", tuple(users), what, fit))
     return problems
+
+
+def _image_notes(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[str]:
+    """Images the stacks use that cannot be judged: worth a warning, not a refusal."""
+    notes = []
+    for (key, name), users in _by_choice(stacks, "image_by_role", "image").items():
+        if facts.images.get(name) != "active":
+            continue
+        found = judge(*facts.image_os.get(name, ("", "")))
+        if found.fit is None:
+            notes.append(f"{PROJECT}:{key} ({', '.join(users)}): image '{name}': {found.reason}")
+    return notes
 
 
 def _flavor_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[Problem]:

@@ -33,4 +33,5 @@ class CloudFacts:
     quota: Mapping[str, tuple[int, int]]  # Needs field -> (limit, used)
     students: Mapping[str, LabResources] = field(default_factory=dict)
     failed_servers: Mapping[str, str] = field(default_factory=dict)  # name -> Nova's fault
-    image_distros: Mapping[str, str] = field(default_factory=dict)  # name -> Glance os_distro
+    # name -> Glance's (os_distro, os_version), "" where the image has no such property
+    image_os: Mapping[str, tuple[str, str]] = field(default_factory=dict)

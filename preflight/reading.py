@@ -58,7 +58,10 @@ def _read_cloud_once(conn: Any, cloud: str) -> CloudFacts:
     return CloudFacts(
         cloud=cloud,
         images={i.name: i.status for i in images},
-        image_distros={i.name: getattr(i, "os_distro", None) or "" for i in images},
+        image_os={
+            i.name: (getattr(i, "os_distro", None) or "", getattr(i, "os_version", None) or "")
+            for i in images
+        },
         flavors=flavors,
         networks=facts_networks,
         key_pairs=key_pairs,

@@ -14,7 +14,15 @@ import yaml
 
 from .conftest import REPO, VENV
 
-PROGRAM_PATHS = ("__main__.py", "lab", "targets", "components", "apps/calculator")
+PROGRAM_PATHS = (
+    "__main__.py",
+    "specs",
+    "lab",
+    "preflight",
+    "targets",
+    "components",
+    "apps/calculator",
+)
 
 
 def copy_program(workdir: Path, stack_files: tuple[str, ...] = ()) -> Path:

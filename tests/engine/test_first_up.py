@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, Pulumi, Result, Toolchain
+from .conftest import Pulumi, Result, Toolchain
 from .repo_program import copy_program, stack_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.testcloud]
@@ -34,13 +34,7 @@ SHIPPED = ("alice", "bob")
 
 
 def program_copy(workdir: Path, stacks: tuple[str, ...]) -> Path:
-    copy_program(workdir, stacks)
-    # The program's entry point lives in targets/ since the refactor; older copies lack it.
-    if not (workdir / "targets").exists():
-        shutil.copytree(
-            REPO / "targets", workdir / "targets", ignore=shutil.ignore_patterns("__pycache__")
-        )
-    return workdir
+    return copy_program(workdir, stacks)
 
 
 def holdings(conn: Any, student: str) -> dict[str, list[str]]:
@@ -197,6 +191,47 @@ def test_a_cloud_side_mistake_stops_before_anything_exists(
     workdir = first_up.stack("carol", **config)
     seconds = _refused(first_up, member, workdir, "carol", "nothing was created", *expected).seconds
     print(f"\n{mistake}: refused in {seconds:.1f}s, nothing created")
+
+
+@pytest.fixture
+def ubuntu_18_04(member: Any, tmp_path: Path) -> Iterator[str]:
+    """A private image Glance marks as Ubuntu 18.04, as a school's old image would be."""
+    disk = tmp_path / "old.raw"
+    disk.write_bytes(b"\0" * 65536)
+    image = member.create_image(
+        "carol-ubuntu-18.04",
+        filename=str(disk),
+        disk_format="raw",
+        container_format="bare",
+        visibility="private",
+        wait=True,
+        timeout=120,
+        os_distro="ubuntu",
+        os_version="18.04",
+    )
+    try:
+        yield image.name
+    finally:
+        member.image.delete_image(image, ignore_missing=True)
+
+
+def test_an_image_too_old_for_the_calculator_is_refused_by_its_glance_properties(
+    first_up: FirstUp, member: Any, ubuntu_18_04: str
+) -> None:
+    workdir = first_up.stack("carol", image=ubuntu_18_04)
+    result = _refused(
+        first_up,
+        member,
+        workdir,
+        "carol",
+        "nothing was created",
+        f"calculator-lab:image (carol): image '{ubuntu_18_04}' is ubuntu 18.04",
+        "Ubuntu 18.04 and older have python3 3.6 or older",
+        "lab image upload",
+    )
+    # The seeded debian-12 carries its properties, so it is offered instead.
+    assert re.search(r"available: [^\n]*\bdebian-12\b", result.output), result.describe()
+    print(f"\nUbuntu 18.04 by Glance's properties: refused in {result.seconds:.1f}s")
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ def facts(**changes: Any) -> CloudFacts:
     base: dict[str, Any] = {
         "cloud": "cloud 'testcloud'",
         "images": {"debian-12": "active", "half-uploaded": "queued"},
+        "image_os": {"debian-12": ("debian", "12")},
         "flavors": {"m1.tiny": FlavorSize(1, 512), "m1.small": FlavorSize(1, 2048)},
         "networks": {"public": (PUBLIC_ID, True), "shared-lan": ("lan-id", False)},
         "key_pairs": frozenset({"laptop"}),
@@ -92,12 +93,64 @@ def test_every_problem_is_listed_with_its_key_and_what_exists() -> None:
 def test_an_alpine_image_is_refused_naming_the_fit_ones() -> None:
     cloud = facts(
         images={"debian-12": "active", "alpine-3.20": "active"},
-        image_distros={"debian-12": "debian", "alpine-3.20": "alpine"},
+        image_os={"debian-12": ("debian", "12"), "alpine-3.20": ("alpine", "3.20")},
     )
     report = check(cloud, [stack("alice", imageByRole={"sum": "alpine-3.20"})])
     assert rendered(report) == [
-        "calculator-lab:imageByRole.sum (alice): image 'alpine-3.20' is alpine (os_distro): no Python or systemd for the calculator; available: debian-12"
+        "calculator-lab:imageByRole.sum (alice): image 'alpine-3.20' is alpine 3.20 (os_distro, os_version): Alpine has OpenRC, not systemd, and its cloud images carry no python3 to run the calculator; lab image upload gives a Debian 12 image that fits; available: debian-12"
     ]
+
+
+@pytest.mark.parametrize(
+    ("distro", "version", "refused"),
+    [
+        (
+            "ubuntu",
+            "18.04",
+            "Ubuntu 18.04 and older have python3 3.6 or older, the calculator needs 3.8+",
+        ),
+        ("Ubuntu", "16.04", "Ubuntu 18.04 and older have python3 3.6 or older"),
+        ("ubuntu", "20.04", None),
+        ("ubuntu", "24.04", None),
+        ("debian", "10", "Debian 10 and older have python3 3.7 or older"),
+        ("debian", "11.9", None),
+        ("debian", "13", None),
+        ("centos", "7", "CentOS 8 and older have python3 3.6"),
+        ("cirros", "0.6.2", "CirrOS is a test image"),
+        ("fedora", "40", None),  # not known to be unfit: accepted
+    ],
+)
+def test_releases_known_too_old_are_refused_and_the_rest_accepted(
+    distro: str, version: str, refused: str | None
+) -> None:
+    cloud = facts(images={"school": "active"}, image_os={"school": (distro, version)})
+    report = check(cloud, [stack("alice", image="school")])
+    if refused is None:
+        assert report.ok, report.render()
+        assert report.notes == ()
+    else:
+        [problem] = report.problems
+        assert problem.key == "calculator-lab:image"
+        assert refused in problem.message
+        assert problem.message.endswith("lab image upload gives a Debian 12 image that fits")
+
+
+@pytest.mark.parametrize(
+    ("image_os", "says"),
+    [
+        ({}, "no os_distro/os_version property"),
+        ({"school": ("ubuntu", "jammy")}, "os_version 'jammy' is not a release number"),
+    ],
+)
+def test_an_image_that_cannot_be_judged_gets_a_warning_not_a_refusal(
+    image_os: dict[str, tuple[str, str]], says: str
+) -> None:
+    cloud = facts(images={"school": "active"}, image_os=image_os)
+    report = check(cloud, [stack("alice", image="school"), stack("bob", image="school")])
+    assert report.ok, report.render()
+    [note] = report.notes
+    assert note.startswith("calculator-lab:image (alice, bob): image 'school': " + says)
+    assert note.endswith("lab image upload gives a Debian 12 image that fits")
 
 
 def test_an_internal_network_and_a_wrong_id_are_named() -> None:

@@ -23,6 +23,8 @@ PUBLIC_GATEWAY = "172.24.4.1"
 PUBLIC_POOL = {"start": "172.24.4.10", "end": "172.24.4.250"}
 FLAVORS = {"m1.tiny": (1, 512, 1), "m1.small": (1, 2048, 20)}  # vCPU, MiB, GB
 IMAGE = "debian-12"
+# Glance properties a distribution image carries; the preflight judges an image by them.
+IMAGE_OS = {"os_distro": "debian", "os_version": "12"}
 # Two student stacks side by side (5 servers, 4 routers, 4 networks, ~12 ports, one
 # floating IP, ~5 groups of ~20 rules each), with room to spare.
 COMPUTE_QUOTA = {"instances": 20, "cores": 40, "ram": 40960}
@@ -70,6 +72,9 @@ def seed(lay: Layout) -> None:
             conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
 
     image = conn.image.find_image(IMAGE)
+    if image is not None and image.os_distro != IMAGE_OS["os_distro"]:
+        # A cloud seeded before the properties: as a school's image would carry them.
+        conn.image.update_image(image, **IMAGE_OS)
     if image is not None and image.status != "active":
         conn.image.delete_image(image)
         image = None
@@ -80,6 +85,7 @@ def seed(lay: Layout) -> None:
             disk_format="raw",
             container_format="bare",
             visibility="public",
+            **IMAGE_OS,
         )
         deadline = time.monotonic() + 60
         while conn.image.get_image(image).status != "active":
