@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 import re
 import socket
 import sys
@@ -532,6 +533,8 @@ class CalcServer:
                 "host": host,
                 "port": port,
                 "version": __version__,
+                # The VM image's own python3 runs us: say which, for the operator and the tests.
+                "python": platform.python_version(),
             }
         )
         return host, port
