@@ -83,9 +83,9 @@ def outputs_file(tmp_path: Path, url: str, student: str) -> Path:
 
 
 def lab_check(clouds_yaml: Path, outputs: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = ["check", "--outputs-file", str(outputs), "--timeout", "0", *extra]
     return subprocess.run(
-        [sys.executable, "-m", "labctl", "check", "--outputs-file", str(outputs)]
-        + ["--timeout", "0", *extra],
+        [sys.executable, "-m", "labctl", *command],
         cwd=ROOT,
         env={
             **os.environ,
