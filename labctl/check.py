@@ -281,7 +281,8 @@ def read_console(role: str, server: str, log: str, tail: int = CONSOLE_TAIL) -> 
 
 def _console_of(conn: Any, role: str, server: str) -> ConsoleNote:
     try:
-        found = list(conn.compute.servers(name=f"^{re.escape(server)}$"))
+        # Nova's name filter is a regular expression that matches anywhere in the name.
+        found = [s for s in conn.compute.servers(name=server) if s.name == server]
         if not found:
             return ConsoleNote(role, server, error=f"no server {server} in this project any more")
         # The newest, if a failed create left an older one of the same name behind.
