@@ -341,7 +341,7 @@ def plan_upload(
         return Upload(name, f"no image is named {name} yet")
     identical = _identical(local, holders)
     if len(holders) == 1 and identical:
-        return Reuse(identical[0], f"{name} already holds this file")
+        return Reuse(identical[0], f"{name} {identical[0].id} already holds this file")
     if replace:
         foreign = [i for i in holders if i.owner != project]
         protected = [i for i in holders if i.protected]
@@ -364,14 +364,16 @@ def plan_upload(
         taken += " with other content"
     alternatives = named(alternative)
     if not alternatives:
+        replaceable = all(i.owner == project and not i.protected for i in holders)
+        other_way = f"--replace takes over {name}" if replaceable else "or choose one with --name"
         return Upload(
             alternative,
             f"{taken}; a second image named {name} would make the name ambiguous for pulumi,"
-            f" so this file goes in as {alternative} (--replace takes over {name} instead)",
+            f" so this file goes in as {alternative} ({other_way})",
         )
     same = _identical(local, alternatives)
     if len(alternatives) == 1 and same:
-        return Reuse(same[0], f"{taken}; {alternative} already holds this file")
+        return Reuse(same[0], f"{taken}; {alternative} {same[0].id} already holds this file")
     raise ImageError(
         f"{taken}, and {alternative} is taken too, by {_taken_by(alternatives, project)}:"
         " choose another name with --name",

@@ -183,7 +183,11 @@ def test_other_content_under_the_name_goes_to_a_content_name_and_deletes_nothing
     )
     assert plan.removes == ()
     assert f"taken by {old.id} (active, private, this project's) with other content" in plan.why
-    assert "--replace" in plan.why
+    assert plan.why.endswith("(--replace takes over debian-12)")
+    # a name held by the cloud's public image cannot be taken over: not suggested
+    public = glance("debian-12", OLD, owner=OTHER, visibility="public")
+    plan = plan_upload("debian-12", LOCAL, [public], PROJECT)
+    assert plan.why.endswith("(or choose one with --name)")
 
 
 def test_a_second_run_with_that_file_reuses_the_content_named_image() -> None:
