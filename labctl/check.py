@@ -284,7 +284,11 @@ def _console_of(conn: Any, role: str, server: str) -> ConsoleNote:
         # Nova's name filter is a regular expression that matches anywhere in the name.
         found = [s for s in conn.compute.servers(name=server) if s.name == server]
         if not found:
-            return ConsoleNote(role, server, error=f"no server {server} in this project any more")
+            return ConsoleNote(
+                role,
+                server,
+                error=f"no server {server} in this project (deleted, or the stack is down?)",
+            )
         # The newest, if a failed create left an older one of the same name behind.
         newest = max(found, key=lambda s: s.created_at or "")
         output = conn.compute.get_server_console_output(newest)

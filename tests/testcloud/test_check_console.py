@@ -160,7 +160,7 @@ def test_a_server_that_is_gone_is_one_line_and_the_report_stays(
     result = lab_check(clouds_yaml, outputs)
     assert result.returncode == 1, result.stderr
     assert (
-        f"front ({student}-front) console: no server {student}-front in this project any more"
+        f"front ({student}-front) console: no server {student}-front in this project (deleted, or the stack is down?)"
         in result.stdout
     )
     assert "UNREACHABLE" in result.stdout
