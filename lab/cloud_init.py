@@ -18,12 +18,23 @@ from pathlib import Path
 
 import yaml
 
+from lab.names import PROJECT
+
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "calculator"
 INSTALL_DIR = "/opt/calculator-lab"
 # Nova refuses user data over 64 KiB once base64-encoded; stay well below.
 NOVA_USER_DATA_LIMIT = 65535
 
 _NOT_SHIPPED = {"README.md", "Dockerfile", ".dockerignore"}
+
+
+def console_line_prefix(role: str) -> str:
+    """How the one line the user data writes to the serial console about a role begins.
+
+    `lab check` finds it in the console log Nova returns when the role does not answer, so
+    the writer (the user data) and the reader (labctl/check.py) share this spelling.
+    """
+    return f"{PROJECT} {role}: "
 
 
 @dataclass(frozen=True)

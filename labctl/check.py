@@ -5,6 +5,11 @@ It reads the stack's `calculatorUrl` (from `pulumi stack output --json`, a saved
 `(5+6)*2`, expecting `22`. VMs take minutes to boot after `pulumi up` returns, so a failing
 check is retried, every `interval` seconds until `timeout`, before the verdict.
 
+When an OpenStack stack's front end or a service does not answer, the check then reads the
+console log of each of those VMs through Nova's API (in parallel) and shows the line the user
+data writes there about the role (`calculator-lab <role>: ...`, lab/cloud_init.py), or the
+log's last lines when there is none: what the VM says about itself, without SSH.
+
 `check_calculator` is the logic, with no printing and an injectable clock, sleep and HTTP
 client; `check` is the typer command around it. Exit codes: 0 the calculator answers and every
 service is healthy; 1 it does not (the table says which part); 2 no URL to check.
@@ -13,24 +18,32 @@ service is healthy; 1 it does not (the table says which part); 2 no URL to check
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from lab.cloud_init import console_line_prefix
+from lab.names import FRONT, ROLES, physical_name
+from labctl import cloud
 from labctl.paths import stack_file
 
 EXPRESSION = "(5+6)*2"
 EXPECTED = "22"
 REQUEST_TIMEOUT = 10.0
+# Lines of a console log shown when the user data's line is not in it.
+CONSOLE_TAIL = 10
 
 Verdict = Literal["ok", "degraded", "unreachable"]
 
@@ -53,12 +66,25 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ConsoleNote:
+    """What a failing VM's console log says: the user data's line, or the log's tail, or
+    why the log could not be read."""
+
+    role: str
+    server: str
+    line: str | None = None
+    tail: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckReport:
     url: str
     verdict: Verdict
     rows: tuple[Row, ...]
     attempts: int
     elapsed_s: float
+    consoles: tuple[ConsoleNote, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -207,6 +233,117 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     return outputs if isinstance(outputs, dict) else {}
 
 
+# --- console logs of the VMs that do not answer (OpenStack) ------------------------------------
+
+# Terminal colour and cursor sequences the guest's boot messages carry.
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+
+
+def failing_roles(rows: Iterable[Row]) -> list[str]:
+    """The roles whose VM does not answer: the front end's row, or a service's."""
+    failed = {row.name for row in rows if not row.ok}
+    return [role for role in ROLES if role in failed]
+
+
+def server_names(outputs: Mapping[str, Any], roles: Sequence[str]) -> dict[str, str]:
+    """role -> server name, for an OpenStack stack's outputs (privateIps: VM name -> address;
+    the student id is the front end's name without its role)."""
+    private = outputs.get("privateIps")
+    if outputs.get("target") != "openstack" or not isinstance(private, dict):
+        return {}
+    suffix = physical_name("", FRONT)
+    front = next((name for name in private if str(name).endswith(suffix)), None)
+    if front is None:
+        return {}
+    student = front.removesuffix(suffix)
+    return {
+        role: physical_name(student, role)
+        for role in roles
+        if physical_name(student, role) in private
+    }
+
+
+def console_lines(log: str) -> list[str]:
+    return [line for raw in log.splitlines() if (line := _ESCAPES.sub("", raw).rstrip())]
+
+
+def read_console(role: str, server: str, log: str, tail: int = CONSOLE_TAIL) -> ConsoleNote:
+    """The last line the user data wrote about `role`, wherever it sits on the line (the
+    kernel or cloud-init may prefix it); otherwise the log's last `tail` lines."""
+    prefix = console_line_prefix(role)
+    lines = console_lines(log)
+    for line in reversed(lines):
+        at = line.find(prefix)
+        if at >= 0:
+            return ConsoleNote(role, server, line=line[at:])
+    return ConsoleNote(role, server, tail=tuple(lines[-tail:]))
+
+
+def _console_of(conn: Any, role: str, server: str) -> ConsoleNote:
+    try:
+        # Nova's name filter is a regular expression that matches anywhere in the name.
+        found = [s for s in conn.compute.servers(name=server) if s.name == server]
+        if not found:
+            return ConsoleNote(
+                role,
+                server,
+                error=f"no server {server} in this project (deleted, or the stack is down?)",
+            )
+        # The newest, if a failed create left an older one of the same name behind.
+        newest = max(found, key=lambda s: s.created_at or "")
+        output = conn.compute.get_server_console_output(newest)
+    except cloud.sdk_errors() as error:
+        return ConsoleNote(role, server, error=_console_failure(error))
+    return read_console(role, server, str((output or {}).get("output") or ""))
+
+
+def _console_failure(error: Exception) -> str:
+    status = getattr(error, "status_code", None)
+    reason = cloud.first_line(error)
+    if status == 403:
+        return f"this user may not read its console log ({reason})"
+    if status == 404:
+        return f"the server is gone ({reason})"
+    return f"its console log could not be read: {reason}"
+
+
+def console_notes(
+    servers: Mapping[str, str], connect: Callable[[], Any] = cloud.connect
+) -> tuple[ConsoleNote, ...]:
+    """Each failing VM's console, read in parallel (Nova answers each in about a second)."""
+    if not servers:
+        return ()
+    try:
+        conn = connect()
+    except cloud.CloudError as error:
+        return tuple(
+            ConsoleNote(role, name, error=f"console log not read: {error}")
+            for role, name in servers.items()
+        )
+    try:
+        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+            futures = [pool.submit(_console_of, conn, role, name) for role, name in servers.items()]
+            return tuple(future.result() for future in futures)
+    finally:
+        conn.close()
+
+
+def render_consoles(notes: Iterable[ConsoleNote]) -> list[str]:
+    out: list[str] = []
+    for note in notes:
+        head = f"[bold]{note.role}[/bold] ({note.server}) console:"
+        if note.line is not None:
+            out.append(f"{head} {escape(note.line)}")
+        elif note.error is not None:
+            out.append(f"{head} {escape(note.error)}")
+        elif note.tail:
+            out.append(f"{head} no calculator line yet; its last {len(note.tail)} lines:")
+            out.extend(f"    {escape(line)}" for line in note.tail)
+        else:
+            out.append(f"{head} empty")
+    return out
+
+
 def render(report: CheckReport) -> Table:
     table = Table(title=f"calculator at {report.url}", title_justify="left")
     table.add_column("check")
@@ -253,13 +390,15 @@ def check(
 ) -> None:
     """Tell, service by service, whether the stack's calculator answers through calculatorUrl."""
     console = Console(stderr=True)
+    outputs: Mapping[str, Any] = {}  # none with --url: no server names to read consoles of
     try:
         if url is None:
             if outputs_file is not None:
                 outputs = json.loads(outputs_file.read_text())
                 url = calculator_url(outputs, str(outputs_file))
             else:
-                url = calculator_url(stack_outputs(stack), f"stack {stack}")
+                outputs = stack_outputs(stack)
+                url = calculator_url(outputs, f"stack {stack}")
     except (OutputsError, OSError, ValueError) as error:
         console.print(f"[red]lab check:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -271,10 +410,15 @@ def check(
         )
 
     report = check_calculator(url, timeout=timeout, interval=interval, on_retry=progress)
+    if not report.ok:
+        servers = server_names(outputs, failing_roles(report.rows))
+        report = replace(report, consoles=console_notes(servers))
     if json_output:
         typer.echo(json.dumps(report.as_json(), indent=2))
     else:
         out = Console()
         out.print(render(report))
+        for line in render_consoles(report.consoles):
+            out.print(line, highlight=False, soft_wrap=True)
         out.print(summary(report), highlight=False)
     raise typer.Exit(0 if report.ok else 1)

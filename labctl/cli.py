@@ -12,6 +12,7 @@ from labctl import stacks
 from labctl.check import check
 from labctl.classroom.commands import class_app
 from labctl.diagram import diagram
+from labctl.image import image_app
 from labctl.paths import ROOT
 from labctl.snapshot import snapshot_app
 
@@ -65,6 +66,7 @@ def new(
 app.command()(check)
 app.command()(diagram)
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(image_app, name="image")
 app.add_typer(class_app, name="class")
 
 

@@ -1,0 +1,47 @@
+"""The student's OpenStack connection for the `lab` commands that talk to the cloud directly
+(`image upload`, the console logs of `check`): the log-in and its errors are the preflight's,
+so a missing or wrong credential reads the same here as in `pulumi up`.
+
+openstacksdk is imported only when a command connects: `lab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from labctl.stacks import LabError
+
+
+class CloudError(LabError):
+    """No connection to the cloud; the message names the cloud, the user and the auth URL."""
+
+
+def connect() -> Any:
+    """An authenticated connection from OS_CLOUD (clouds.yaml) or an openrc's OS_* variables."""
+    from targets import preflight
+
+    if not preflight.credentials_present(os.environ, {}):
+        raise CloudError(
+            "no OpenStack credentials: set OS_CLOUD to your cloud in clouds.yaml,"
+            " or source your project's openrc (OS_AUTH_URL, OS_USERNAME, ...)"
+        )
+    try:
+        conn, _ = preflight.connect(os.environ, {})
+    except preflight.CloudUnreachable as error:
+        raise CloudError(str(error)) from None
+    return conn
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """What openstacksdk and keystoneauth raise for a refused request or an unreachable
+    service, as opposed to a bug of ours."""
+    import keystoneauth1.exceptions as ks_exc
+    import openstack.exceptions as os_exc
+
+    return (ks_exc.ClientException, os_exc.SDKException)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
