@@ -11,6 +11,10 @@ import os
 from typing import Any
 
 from labctl.stacks import LabError
+from preflight.connection import CloudUnreachable, credentials_present, first_line
+from preflight.connection import connect as log_in
+
+__all__ = ["CloudError", "connect", "first_line", "sdk_errors"]
 
 
 class CloudError(LabError):
@@ -19,16 +23,14 @@ class CloudError(LabError):
 
 def connect() -> Any:
     """An authenticated connection from OS_CLOUD (clouds.yaml) or an openrc's OS_* variables."""
-    from targets import preflight
-
-    if not preflight.credentials_present(os.environ, {}):
+    if not credentials_present(os.environ, {}):
         raise CloudError(
             "no OpenStack credentials: set OS_CLOUD to your cloud in clouds.yaml,"
             " or source your project's openrc (OS_AUTH_URL, OS_USERNAME, ...)"
         )
     try:
-        conn, _ = preflight.connect(os.environ, {})
-    except preflight.CloudUnreachable as error:
+        conn, _ = log_in(os.environ, {})
+    except CloudUnreachable as error:
         raise CloudError(str(error)) from None
     return conn
 
@@ -40,8 +42,3 @@ def sdk_errors() -> tuple[type[Exception], ...]:
     import openstack.exceptions as os_exc
 
     return (ks_exc.ClientException, os_exc.SDKException)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
