@@ -24,7 +24,7 @@ import typer
 
 from lab.config import LabConfig
 from lab.names import ROLE_LABEL, ROLES, SNAPSHOT_LABEL, STUDENT_LABEL, physical_name
-from labctl import stacks, workspace
+from labctl import stack_env, stacks
 
 # Marks an image as a lab snapshot (a Glance property, a Docker label); its value is the
 # snapshot's full name. The student label alone would also match the Docker target's built
@@ -227,7 +227,7 @@ def snapshots_for(config: LabConfig) -> Snapshots:
 
         return OpenStackSnapshots(openstack.connect())
     # The engine `lab up` deployed on: the user's, or ours (tools/docker-engine).
-    env = workspace.ensure_docker(dict(os.environ))
+    env = stack_env.ensure_docker(dict(os.environ))
     return DockerSnapshots(docker_runner(env))
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from labctl import workspace
+from labctl import stack_env
 from labctl.paths import ROOT, cache_dir
 
 BUILD = ROOT / "tools/pulumi-toolchain/build"
@@ -255,7 +255,7 @@ def ensure(targets: set[str], *, build: Builder | None = None) -> dict[str, str]
         # The build installs plugins with the chosen CLI when it builds none of its own.
         build_env = environment(chosen, built, env)
         (build or run_build)(chosen.build, build_env)
-    return workspace.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env))
 
 
 def pulumi_environment() -> dict[str, str]:
@@ -264,7 +264,7 @@ def pulumi_environment() -> dict[str, str]:
     env = dict(os.environ)
     built = built_paths()
     chosen = plan(set(PROVIDERS), env, built, install=False)
-    return workspace.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env))
 
 
 def print_exports() -> None:

@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.live import Live
 
 from labctl import toolchain
-from labctl.classroom import preflight, runner
-from labctl.classroom import workspace as class_ws
+from labctl.classroom import automation, preflight, runner
 from labctl.classroom.health import health_check
 from labctl.classroom.report import ClassReport, failed, summary, table, write_report
 from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
@@ -150,19 +149,19 @@ def _operate(
 ) -> None:
     targets: set[str] = {s.config.target for s in roster.students}
     try:
-        env = class_ws.pulumi_environment(targets)
+        env = automation.pulumi_environment(targets)
     except toolchain.ToolchainError as err:
         console.print(f"[red]lab class:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
-    ws = class_ws.open_workspace(roster, env)
+    ws = automation.open_workspace(roster, env)
     ctx = runner.RunContext(
         ws,
-        class_ws.existing_stacks(ws),
+        automation.existing_stacks(ws),
         env=env,
         health=health_check() if operation in ("up", "status", "refresh") else None,
         extra_config=_docker_overrides(roster, env) if operation != "status" else {},
         force=force,
-        defaults=class_ws.project_defaults(),
+        defaults=automation.project_defaults(),
     )
     count = workers or runner.default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)
@@ -206,7 +205,7 @@ class _Lines:
 
 
 def _docker_overrides(roster: Roster, env: dict[str, str]) -> dict[str, dict[str, str]]:
-    images = class_ws.docker_base_images(roster.students, env)
+    images = automation.docker_base_images(roster.students, env)
     return {student: {"dockerBaseImage": image} for student, image in images.items()}
 
 

@@ -40,8 +40,8 @@ from pulumi.automation import (
     UpdateSummary,
 )
 
+from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
-from labctl.classroom import workspace as class_ws
 from labctl.classroom.report import ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
 
@@ -223,8 +223,8 @@ def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
 def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     exists = student.stack in ctx.existing
     outcome.start("select" if exists else "create")
-    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=not exists)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     refresh = False
     if exists:
         last = _history(stack)
@@ -256,8 +256,8 @@ def _preview(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     exists = student.stack in ctx.existing
     outcome.start("preview")
     # A preview leaves nothing behind: a stack made for it is removed again.
-    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=not exists)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     try:
         ok = _run_engine(
             ctx,
@@ -268,7 +268,7 @@ def _preview(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     finally:
         if not exists:
             ctx.ws.remove_stack(student.stack)
-            class_ws.remove_stack_file(ctx.ws, student.stack)
+            automation.remove_stack_file(ctx.ws, student.stack)
     if ok:
         outcome.finish("previewed")
 
@@ -278,8 +278,8 @@ def _refresh(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.start("none")
         outcome.finish("absent")
         return
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=False)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     ok = _run_engine(
         ctx,
         outcome,
@@ -295,11 +295,11 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     if student.stack not in ctx.existing:
         outcome.start("none")
         outcome.finish("absent")
-        class_ws.remove_stack_file(ctx.ws, student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
         return
     outcome.start("destroy")
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=False)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     last = _history(stack)
     refresh = last is not None and last.result != "succeeded"
     ok = _run_engine(
@@ -312,7 +312,7 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     )
     if ok:
         ctx.ws.remove_stack(student.stack)
-        class_ws.remove_stack_file(ctx.ws, student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
         outcome.finish("destroyed")
 
 
@@ -325,7 +325,7 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     if summary.update_in_progress:
         outcome.finish("busy", "an update is running on this stack")
         return
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
+    stack = automation.stack(ctx.ws, student.stack, create=False)
     last = _history(stack)
     if last is None:
         outcome.finish("absent")

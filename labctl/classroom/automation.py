@@ -26,7 +26,7 @@ import yaml
 from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
 from lab.names import PROJECT
-from labctl import toolchain, workspace
+from labctl import stack_env, toolchain
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir
 
@@ -78,7 +78,7 @@ def pulumi_environment(targets: set[str]) -> dict[str, str]:
     if login is not None:
         env["PULUMI_BACKEND_URL"] = login
     if "docker" in targets:
-        env = workspace.ensure_docker(env)
+        env = stack_env.ensure_docker(env)
     return env
 
 
@@ -174,7 +174,7 @@ def docker_base_images(students: Iterable[Student], env: Mapping[str, str]) -> d
             continue
         base = student.config.docker_base_image
         if base not in decided:
-            decided[base] = workspace.base_image_override(student.config, dict(env))
+            decided[base] = stack_env.base_image_override(student.config, dict(env))
         if (local := decided[base]) is not None:
             overrides[student.id] = local
     return overrides

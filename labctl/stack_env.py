@@ -33,7 +33,7 @@ PULL_RETRY_AFTER = 24 * 3600
 
 
 @dataclass
-class Workspace:
+class PulumiRun:
     """How to run `pulumi` for one stack: its environment and extra arguments."""
 
     stack: str
