@@ -20,7 +20,7 @@ from typing import IO
 import yaml
 
 from lab.config import LabConfig
-from lab.names import PROJECT
+from lab.names import config_key
 from labctl.paths import ROOT, cache_dir, stack_file
 
 DOCKER_ENGINE = ROOT / "tools/docker-engine/docker-engine"
@@ -172,7 +172,7 @@ def override_file(stack: str, values: dict[str, str]) -> Path:
     source = stack_file(stack)
     document = yaml.safe_load(source.read_text()) or {}
     config = document.setdefault("config", {})
-    config.update({f"{PROJECT}:{key}": value for key, value in values.items()})
+    config.update({config_key(key): value for key, value in values.items()})
     target = cache_dir() / "stack-files" / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
-from lab.names import PROJECT
+from lab.names import config_key
 from labctl import stack_env, toolchain
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir
@@ -144,7 +144,7 @@ def write_stack_config(
     if path.is_file():
         document = yaml.safe_load(path.read_text()) or {}
     values = {**student.values, **(extra or {})}
-    document["config"] = {f"{PROJECT}:{key}": value for key, value in values.items()}
+    document["config"] = {config_key(key): value for key, value in values.items()}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 

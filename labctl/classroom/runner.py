@@ -40,6 +40,7 @@ from pulumi.automation import (
     UpdateSummary,
 )
 
+from lab.names import namespace_values
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.report import ClassReport, Outcome, one_line
@@ -160,11 +161,8 @@ def is_done(
     (the engine records the project's declared defaults too, so they are expected as well)."""
     if last is None or last.kind != "update" or last.result != "succeeded":
         return False
-    prefix = "calculator-lab:"
     recorded = {
-        key.removeprefix(prefix): _canonical(config.value)
-        for key, config in last.config.items()
-        if key.startswith(prefix)
+        key: _canonical(config.value) for key, config in namespace_values(last.config).items()
     }
     expected = {key: _canonical(value) for key, value in {**defaults, **values}.items()}
     return recorded == expected
