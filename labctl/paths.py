@@ -18,5 +18,10 @@ def stack_dir() -> Path:
     return Path(os.environ.get("CALCLAB_STACK_DIR") or ROOT)
 
 
+def stack_file_name(stack: str) -> str:
+    """Pulumi's name for a stack's settings file, wherever it lies (project, class directory)."""
+    return f"Pulumi.{stack}.yaml"
+
+
 def stack_file(stack: str) -> Path:
-    return stack_dir() / f"Pulumi.{stack}.yaml"
+    return stack_dir() / stack_file_name(stack)

@@ -10,6 +10,7 @@ import yaml
 
 from lab.config import LabConfig, load_config
 from lab.names import config_key, namespace_values
+from labctl.paths import stack_file_name
 
 # Cloud settings a new student's file copies from the example it starts from.
 _COPIED_KEYS = ("target", "externalNetwork", "externalNetworkId", "image", "flavor", "pythonPath")
@@ -45,7 +46,7 @@ def new_student_file(
 
     Keys and SSH access are the student's own and are not copied.
     """
-    path = target_path or root / f"Pulumi.{student}.yaml"
+    path = target_path or root / stack_file_name(student)
     if path.exists():
         raise StackFileError(f"{path.name} exists already")
     copied = read_values(template)

@@ -28,7 +28,7 @@ from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 from lab.names import config_key
 from labctl import stack_env, toolchain
 from labctl.classroom.roster import Roster, Student
-from labctl.paths import ROOT, cache_dir
+from labctl.paths import ROOT, cache_dir, stack_file_name
 
 
 class ExplicitWorkspace(LocalWorkspace):
@@ -128,7 +128,7 @@ def open_workspace(roster: Roster, env: Mapping[str, str]) -> ExplicitWorkspace:
 
 
 def stack_file(ws: LocalWorkspace, stack: str) -> Path:
-    return Path(ws.work_dir) / f"Pulumi.{stack}.yaml"
+    return Path(ws.work_dir) / stack_file_name(stack)
 
 
 def write_stack_config(

@@ -40,14 +40,15 @@ from pulumi.automation import (
     UpdateSummary,
 )
 
+from lab.config import decode_value
 from lab.names import namespace_values
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
+from labctl.classroom.health import HealthCheck
 from labctl.classroom.report import ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
 
 Operation = Literal["up", "preview", "refresh", "destroy", "status"]
-HealthCheck = Callable[[str], str]
 
 # Steps that change nothing; the live table shows the others.
 _QUIET_OPS = {OpType.SAME, OpType.READ}
@@ -140,12 +141,8 @@ def _history(stack: Stack) -> UpdateSummary | None:
 
 def _canonical(value: Any) -> str:
     # Stack history keeps config as strings (maps as JSON); the roster has YAML values.
+    value = decode_value(value)
     if isinstance(value, str):
-        if value[:1] in ("[", "{"):
-            try:
-                return json.dumps(json.loads(value), sort_keys=True)
-            except json.JSONDecodeError:
-                return value
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
