@@ -50,7 +50,7 @@ def engine_env(env: dict[str, str]) -> dict[str, str]:
     no DOCKER_HOST of their own."""
     if env.get("DOCKER_HOST") or not _quiet([str(DOCKER_ENGINE), "status"], env):
         return env
-    return _with_engine_exports(env)
+    return _with_engine_env(env)
 
 
 def ensure_docker(
@@ -66,21 +66,15 @@ def ensure_docker(
     say("lab: no Docker engine answers; starting tools/docker-engine")
     for step in ("install", "start"):
         subprocess.run([DOCKER_ENGINE, step], check=True, env=env, stdout=log, stderr=log)
-    return _with_engine_exports(env)
+    return _with_engine_env(env)
 
 
-def _with_engine_exports(env: dict[str, str]) -> dict[str, str]:
-    exports = subprocess.run(
-        [DOCKER_ENGINE, "env"], check=True, env=env, capture_output=True, text=True
-    ).stdout
-    for line in exports.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, value = line.removeprefix("export ").split("=", 1)
-            value = value.strip("'\"")
-            if key == "PATH":  # `docker-engine env` writes PATH=DIR:"$PATH"
-                value = value.replace("$PATH", env.get("PATH", "")).replace('"', "")
-            env = env | {key: value}
-    return env
+def _with_engine_env(env: dict[str, str]) -> dict[str, str]:
+    # KEY=VALUE lines with PATH expanded by the script, from the PATH in `env`.
+    lines = subprocess.run(
+        [DOCKER_ENGINE, "env", "--plain"], check=True, env=env, capture_output=True, text=True
+    ).stdout.splitlines()
+    return env | {key: value for key, _, value in (line.partition("=") for line in lines)}
 
 
 def base_image_override(

@@ -117,3 +117,14 @@ def test_down_prepares_no_base_image(
     monkeypatch.setattr(stack_env, "base_image_override", refuse)
     run = stacks.prepare("dev", for_destroy=True)
     assert run.config_args == []
+
+
+def test_the_engine_environment_is_read_as_the_engine_script_gives_it(tmp_path: Path) -> None:
+    # The real script (it prints, it starts nothing); a space in the cache survives the reading.
+    cache = tmp_path / "a cache"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CALCLAB_CACHE": str(cache)}
+    got = stack_env._with_engine_env(env)
+    assert got["PATH"] == f"{cache}/docker-engine/bin:/usr/bin:/bin"
+    assert got["DOCKER_HOST"].startswith(f"unix://{cache}/docker-engine/")
+    assert got["CALCLAB_DOCKER_BASE_IMAGE"] == stack_env.LOCAL_BASE_IMAGE
+    assert got["HOME"] == str(tmp_path)
