@@ -1,4 +1,7 @@
-"""Where things are: the checkout, the cache outside it, and a stack's file."""
+"""Where things are: the checkout, the cache outside it, and a stack's file.
+
+Standard library only: tools/testcloud imports it on Debian's Python, before any virtualenv.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def cache_dir() -> Path:
     """Everything generated lives here, never in the checkout (CALCLAB_CACHE overrides it)."""
     return Path(os.environ.get("CALCLAB_CACHE") or Path.home() / ".cache" / "calculator-lab")
+
+
+def cache_env() -> dict[str, str]:
+    """The variable that hands this cache to our shell tools, which each read it in one line."""
+    return {"CALCLAB_CACHE": str(cache_dir())}
 
 
 def stack_dir() -> Path:

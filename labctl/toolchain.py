@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from labctl import stack_env
-from labctl.paths import ROOT, cache_dir
+from labctl.paths import ROOT, cache_dir, cache_env
 
 BUILD = ROOT / "tools/pulumi-toolchain/build"
 LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
@@ -112,7 +112,7 @@ def built_paths() -> Built:
         ["bash", "-c", script, "bash", str(LIB)],
         check=True,
         capture_output=True,
-        env=os.environ | {"CALCLAB_CACHE": str(cache_dir())},
+        env=os.environ | cache_env(),
     ).stdout.decode()
     bin_dir, home = out.split("\0")
     return Built(Path(bin_dir), Path(home))
@@ -295,7 +295,7 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
         ) as progress,
         subprocess.Popen(
             [BUILD, *targets],
-            env={**env, "CALCLAB_CACHE": str(cache_dir())},
+            env={**env, **cache_env()},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
