@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labctl.arguments import StackArg
 from labctl.paths import stack_file
 
 EXPRESSION = "(5+6)*2"
@@ -234,7 +235,7 @@ def summary(report: CheckReport) -> str:
 
 
 def check(
-    stack: Annotated[str, typer.Argument(help="Stack name (Pulumi.<stack>.yaml).")] = "dev",
+    stack: StackArg = "dev",
     timeout: Annotated[
         float,
         typer.Option(help="Seconds to keep retrying while the VMs boot (0: one attempt only)."),

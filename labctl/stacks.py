@@ -7,16 +7,9 @@ from pathlib import Path
 
 from lab.config import ConfigError, LabConfig
 from labctl import stack_env, toolchain
+from labctl.errors import LabError
 from labctl.paths import ROOT, stack_dir, stack_file
 from labctl.stackfiles import StackFileError, new_student_file, read_config
-
-
-class LabError(RuntimeError):
-    """A failure the user can act on; printed as one line, no traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def load(stack: str) -> LabConfig:

@@ -22,7 +22,6 @@ those stacks before updating them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -416,17 +415,4 @@ def _interruption_notes(report: ClassReport, running: Sequence[str]) -> list[str
     return notes
 
 
-# Measured on the project's 2-core machine against the test cloud (docs/class.md): a class of
-# three took 113 s with one worker, 102 s with two and 91 s with three on an idle machine, and
-# 368 s against 197 s (one, three) on a busy one. One worker more than the cores, and at most
-# MAX_DEFAULT_WORKERS, so a real cloud's API is not flooded by 40 students at once (each `up`
-# makes about 40 create calls); `--workers` overrides it.
-MAX_DEFAULT_WORKERS = 8
-DEFAULT_WORKERS = min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) + 1)
-
-
-def default_workers(students: int) -> int:
-    return max(1, min(DEFAULT_WORKERS, students))
-
-
-__all__ = ["ClassReport", "Outcome", "RunContext", "default_workers", "one_line", "run_class"]
+__all__ = ["ClassReport", "Outcome", "RunContext", "one_line", "run_class"]

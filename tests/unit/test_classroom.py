@@ -17,7 +17,7 @@ import pytest
 
 from lab.quota import FlavorSize, stack_needs, total_needs
 from lab.topology import build_topology
-from labctl.classroom import automation, runner
+from labctl.classroom import automation, commands, runner
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.report import ClassReport, Outcome, write_report
 from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
@@ -401,8 +401,8 @@ def test_ctrl_c_starts_no_one_else_and_waits_for_the_running(
 
 
 def test_the_default_workers_never_exceed_the_class() -> None:
-    assert runner.default_workers(1) == 1
-    assert runner.default_workers(40) == runner.DEFAULT_WORKERS
+    assert commands.default_workers(1) == 1
+    assert commands.default_workers(40) == commands.DEFAULT_WORKERS
 
 
 # --- report ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from lab.config import LabConfig, load_config
 from labctl import stack_env, stacks, toolchain
+from labctl.errors import LabError
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_a_failed_docker_step_names_its_log(
 
     monkeypatch.setattr(toolchain, "ensure", lambda targets: {})
     monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
-    with pytest.raises(stacks.LabError) as failed:
+    with pytest.raises(LabError) as failed:
         stacks.prepare("dev")
     message = str(failed.value)
     assert "preparing Docker failed" in message
@@ -101,7 +102,7 @@ def test_a_failed_build_waits_for_the_docker_side_and_reports_the_build(
     monkeypatch.setattr(toolchain, "ensure", ensure)
     monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
     monkeypatch.setattr(stack_env, "base_image_override", lambda *args, **kwargs: None)
-    with pytest.raises(stacks.LabError, match="build failed"):
+    with pytest.raises(LabError, match="build failed"):
         stacks.prepare("dev")
     assert finished.is_set(), "prepare returned while the engine was still being started"
 
