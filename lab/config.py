@@ -43,6 +43,7 @@ __all__ = [
     "LabConfig",
     "Role",
     "RouterAddresses",
+    "decode_value",
     "load_config",
 ]
 
@@ -277,7 +278,7 @@ def _usable_address_problem(address: IPv4Address, network: IPv4Network) -> str |
 
 def load_config(raw: Mapping[str, Any], stack: str) -> LabConfig:
     """Validate the project's config values (keys without the project prefix)."""
-    values = {key: _decode(value) for key, value in raw.items()}
+    values = {key: decode_value(value) for key, value in raw.items()}
     if not values.get("student"):
         # A stack name such as "Alice_2" is not a valid id; the error then says to set one.
         values["student"] = stack.lower()
@@ -287,8 +288,9 @@ def load_config(raw: Mapping[str, Any], stack: str) -> LabConfig:
         raise ConfigError(_describe(err, values)) from None
 
 
-def _decode(value: Any) -> Any:
-    # The engine hands structured values (lists, maps) to the program as JSON text.
+def decode_value(value: Any) -> Any:
+    """A config value as it was set: the engine (and a stack's update history) hands structured
+    values (lists, maps) over as JSON text; anything else comes back as it is."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
         try:
             return json.loads(value)

@@ -7,9 +7,33 @@ run it without this package); tests/unit/test_names.py pins them to `PORTS`.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Final, Literal, TypeVar
 
 PROJECT: Final = "calculator-lab"
+
+_Value = TypeVar("_Value")
+
+
+def config_key(name: str, namespace: str = PROJECT) -> str:
+    """A config key as stack files and the engine spell it: `calculator-lab:image`."""
+    return f"{namespace}:{name}"
+
+
+def bare_key(key: str, namespace: str = PROJECT) -> str | None:
+    """`image` for `calculator-lab:image`; None for a key of another namespace (`aws:region`)."""
+    prefix = config_key("", namespace)
+    return key.removeprefix(prefix) if key.startswith(prefix) else None
+
+
+def namespace_values(config: Mapping[str, _Value], namespace: str = PROJECT) -> dict[str, _Value]:
+    """One namespace's values out of a whole stack's config, keyed without the prefix."""
+    return {
+        bare: value
+        for key, value in config.items()
+        if (bare := bare_key(key, namespace)) is not None
+    }
+
 
 Role = Literal["front", "sum", "sub", "mul", "div"]
 ROLES: Final[tuple[Role, ...]] = ("front", "sum", "sub", "mul", "div")

@@ -37,6 +37,7 @@ from rich.table import Table
 from lab.cloud_init import console_line_prefix
 from lab.names import FRONT, ROLES, physical_name
 from labctl import cloud
+from labctl.arguments import StackArg
 from labctl.paths import stack_file
 
 EXPRESSION = "(5+6)*2"
@@ -371,7 +372,7 @@ def summary(report: CheckReport) -> str:
 
 
 def check(
-    stack: Annotated[str, typer.Argument(help="Stack name (Pulumi.<stack>.yaml).")] = "dev",
+    stack: StackArg = "dev",
     timeout: Annotated[
         float,
         typer.Option(help="Seconds to keep retrying while the VMs boot (0: one attempt only)."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from labctl.stacks import LabError
+from labctl.errors import LabError
 from preflight.connection import CloudUnreachable, credentials_present, first_line
 from preflight.connection import connect as log_in
 

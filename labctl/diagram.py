@@ -15,16 +15,21 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import graphviz
 import typer
 
-from lab.config import LabConfig
 from lab.names import FRONT, physical_name
-from lab.topology import Node, Router, Subnet, Topology, build_topology
 from labctl import check
-from labctl.stacks import load
+from labctl.arguments import StackArg
+
+# Graphviz and the model are imported where a picture is drawn: `lab --help` lists this
+# command without them.
+if TYPE_CHECKING:
+    import graphviz
+
+    from lab.config import LabConfig
+    from lab.topology import Node, Router, Subnet, Topology
 
 FORMATS = ("svg", "png")
 # The README's pictures: file stem -> the example stack drawn (docs/diagrams/<stem>.svg, .png).
@@ -154,6 +159,8 @@ def diagram_source(
     are added in the topology's own order, so the source (and `dot`'s layout) is the same on
     every run.
     """
+    import graphviz
+
     graph = graphviz.Digraph(
         name=f"{config.student}-{topology.name}",
         graph_attr={
@@ -273,13 +280,16 @@ def stack_outputs(stack: str) -> Mapping[str, Any] | None:
 
 
 def build(stack: str, outputs: Mapping[str, Any] | None) -> graphviz.Digraph:
+    from lab.topology import build_topology
+    from labctl.stacks import load
+
     config = load(stack)  # LabError naming the file or key, printed by the `lab` command
     deployed = Deployed.from_outputs(outputs) if outputs else None
     return diagram_source(config, build_topology(config), deployed)
 
 
 def diagram(
-    stack: Annotated[str, typer.Argument(help="Stack name (Pulumi.<stack>.yaml).")],
+    stack: StackArg,
     out: Annotated[Path, typer.Option(help="Directory to write the pictures into.")] = Path(),
     name: Annotated[
         str | None, typer.Option(help="File name without extension (default: the stack).")

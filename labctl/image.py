@@ -53,8 +53,8 @@ from rich.progress import (
 )
 
 from labctl import cloud
+from labctl.errors import LabError
 from labctl.paths import ROOT
-from labctl.stacks import LabError
 
 GUEST_IMAGE = ROOT / "tools" / "guest-image" / "guest-image"
 GUEST_IMAGE_COMMAND = "tools/guest-image/guest-image"

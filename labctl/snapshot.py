@@ -18,13 +18,18 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
-from lab.config import LabConfig
 from lab.names import ROLE_LABEL, ROLES, SNAPSHOT_LABEL, STUDENT_LABEL, physical_name
-from labctl import stacks, workspace
+from labctl.arguments import StackArg
+from labctl.errors import LabError
+
+# The model, the stack files and the Docker engine are imported when a command runs: `lab
+# --help` lists these commands without them.
+if TYPE_CHECKING:
+    from lab.config import LabConfig
 
 # Docker repository names allow lowercase letters, digits and separators; Glance accepts more.
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -32,7 +37,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 OPENSTACK_WAIT_SECONDS = 900
 
 
-class SnapshotError(stacks.LabError):
+class SnapshotError(LabError):
     """A snapshot request that cannot be done; the message says why and what to do."""
 
 
@@ -223,8 +228,10 @@ def snapshots_for(config: LabConfig) -> Snapshots:
         import openstack  # the OS_CLOUD / OS_* credentials the provider uses too
 
         return OpenStackSnapshots(openstack.connect())
+    from labctl import stack_env
+
     # The engine `lab up` deployed on: the user's, or ours (tools/docker-engine).
-    env = workspace.ensure_docker(dict(os.environ))
+    env = stack_env.ensure_docker(dict(os.environ))
     return DockerSnapshots(docker_runner(env))
 
 
@@ -262,7 +269,12 @@ snapshot_app = typer.Typer(
     help="Snapshots of a stack's VMs (Glance images) or containers (committed images).",
     no_args_is_help=True,
 )
-StackArg = Annotated[str, typer.Argument(help="Stack name (Pulumi.<stack>.yaml).")]
+
+
+def _load(stack: str) -> LabConfig:
+    from labctl.stacks import load
+
+    return load(stack)
 
 
 @snapshot_app.command("create")
@@ -274,7 +286,7 @@ def create_command(
     ] = None,
 ) -> None:
     """Snapshot one VM (or container) of the stack; prints the image's id."""
-    config = stacks.load(stack)
+    config = _load(stack)
     snapshot = create(stack, config, role, name, snapshots_for(config), datetime.now(UTC))
     typer.echo(f"{snapshot.name} {snapshot.id} ({snapshot.status})")
     typer.echo(restore_hint(stack, role, snapshot.name), err=True)
@@ -283,7 +295,7 @@ def create_command(
 @snapshot_app.command("list")
 def list_command(stack: StackArg) -> None:
     """The student's own snapshots: name (what imageByRole takes), role, id, status, time."""
-    config = stacks.load(stack)
+    config = _load(stack)
     for s in snapshots_for(config).owned_by(config.student):
         typer.echo(f"{s.name}\t{s.role}\t{s.id}\t{s.status}\t{s.created}")
 
@@ -294,7 +306,7 @@ def delete_command(
     name: Annotated[str, typer.Argument(help="The snapshot's name, as `list` shows it.")],
 ) -> None:
     """Delete one of the student's snapshots (a stack still running from it keeps its VM)."""
-    config = stacks.load(stack)
+    config = _load(stack)
     snapshots = snapshots_for(config)
     snapshot = find(config, name, snapshots)
     snapshots.delete(snapshot)

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from lab.config import LabConfig, load_config
-from lab.names import PROJECT
+from lab.names import config_key, namespace_values
+from labctl.paths import stack_file_name
 
 # Cloud settings a new student's file copies from the example it starts from.
 _COPIED_KEYS = ("target", "externalNetwork", "externalNetworkId", "image", "flavor", "pythonPath")
@@ -30,8 +31,7 @@ def read_values(path: Path) -> dict[str, Any]:
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: 'config' must be a map")
-    prefix = f"{PROJECT}:"
-    return {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+    return namespace_values(config)
 
 
 def read_config(path: Path, stack: str) -> LabConfig:
@@ -46,7 +46,7 @@ def new_student_file(
 
     Keys and SSH access are the student's own and are not copied.
     """
-    path = target_path or root / f"Pulumi.{student}.yaml"
+    path = target_path or root / stack_file_name(student)
     if path.exists():
         raise StackFileError(f"{path.name} exists already")
     copied = read_values(template)
@@ -58,7 +58,7 @@ def new_student_file(
         "# Not tracked by git unless you add it: it is yours.\n"
     )
     body = yaml.safe_dump(
-        {"config": {f"{PROJECT}:{key}": value for key, value in values.items()}},
+        {"config": {config_key(key): value for key, value in values.items()}},
         sort_keys=False,
     )
     path.write_text(header + body)

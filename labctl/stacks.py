@@ -6,17 +6,10 @@ import subprocess
 from pathlib import Path
 
 from lab.config import ConfigError, LabConfig
-from labctl import toolchain, workspace
+from labctl import stack_env, toolchain
+from labctl.errors import LabError
 from labctl.paths import ROOT, stack_dir, stack_file
 from labctl.stackfiles import StackFileError, new_student_file, read_config
-
-
-class LabError(RuntimeError):
-    """A failure the user can act on; printed as one line, no traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def load(stack: str) -> LabConfig:
@@ -26,7 +19,7 @@ def load(stack: str) -> LabConfig:
         raise LabError(str(err)) from None
 
 
-def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
+def prepare(stack: str, *, for_destroy: bool = False) -> stack_env.PulumiRun:
     """Everything `pulumi` needs for this stack, installed or started when missing.
 
     For a Docker stack the engine and base image are made ready in the background while the
@@ -35,16 +28,16 @@ def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
     config = load(stack)
     docker = None
     if config.target == "docker" and not for_destroy:
-        docker = workspace.DockerPreparation(config, say=toolchain.console.print)
+        docker = stack_env.DockerPreparation(config, say=toolchain.console.print)
     try:
         env = toolchain.ensure({config.target})
     except toolchain.ToolchainError as err:
         if docker is not None:
             docker.join()  # let the engine's own steps finish cleanly; their log says how
         raise LabError(str(err)) from None
-    ws = workspace.Workspace(stack, env)
+    run = stack_env.PulumiRun(stack, env)
     if docker is None:
-        return ws  # destroy needs no base image; with no engine it reports what it cannot delete
+        return run  # destroy needs no base image; with no engine it reports what it cannot delete
     try:
         base = docker.wait()
     except RuntimeError as err:
@@ -53,18 +46,18 @@ def prepare(stack: str, *, for_destroy: bool = False) -> workspace.Workspace:
         seconds = toolchain.clock(docker.seconds)
         toolchain.console.print(f"lab: Docker engine and base image ready in {seconds}")
     # The engine's DOCKER_HOST (when it is ours) on top of the toolchain's PATH and PULUMI_HOME.
-    ws.env = workspace.engine_env(env)
+    run.env = stack_env.engine_env(env)
     if base is not None:
-        path = workspace.override_file(stack, {"dockerBaseImage": base})
-        ws.config_args = ["--config-file", str(path)]
-    return ws
+        path = stack_env.override_file(stack, {"dockerBaseImage": base})
+        run.config_args = ["--config-file", str(path)]
+    return run
 
 
-def pulumi(ws: workspace.Workspace, *args: str, capture: bool = False) -> str:
+def pulumi(run: stack_env.PulumiRun, *args: str, capture: bool = False) -> str:
     """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit."""
-    command = ["pulumi", *args, "--stack", ws.stack]
+    command = ["pulumi", *args, "--stack", run.stack]
     result = subprocess.run(
-        command, cwd=ROOT, env=ws.env, check=False, text=True, capture_output=capture
+        command, cwd=ROOT, env=run.env, check=False, text=True, capture_output=capture
     )
     if result.returncode != 0:
         detail = f": {result.stderr.strip()}" if capture and result.stderr else ""
@@ -72,34 +65,34 @@ def pulumi(ws: workspace.Workspace, *args: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def select(ws: workspace.Workspace) -> None:
+def select(run: stack_env.PulumiRun) -> None:
     subprocess.run(
-        ["pulumi", "stack", "select", "--create", ws.stack],
+        ["pulumi", "stack", "select", "--create", run.stack],
         cwd=ROOT,
-        env=ws.env,
+        env=run.env,
         check=True,
         capture_output=True,
     )
 
 
 def up(stack: str) -> str:
-    ws = prepare(stack)
-    select(ws)
-    pulumi(ws, "up", "--yes", "--skip-preview", *ws.config_args)
-    return pulumi(ws, "stack", "output", "calculatorUrl", capture=True).strip()
+    run = prepare(stack)
+    select(run)
+    pulumi(run, "up", "--yes", "--skip-preview", *run.config_args)
+    return pulumi(run, "stack", "output", "calculatorUrl", capture=True).strip()
 
 
 def preview(stack: str) -> None:
-    ws = prepare(stack)
-    select(ws)
-    pulumi(ws, "preview", *ws.config_args)
+    run = prepare(stack)
+    select(run)
+    pulumi(run, "preview", *run.config_args)
 
 
 def down(stack: str) -> None:
-    ws = prepare(stack, for_destroy=True)
-    select(ws)
-    pulumi(ws, "destroy", "--yes", "--skip-preview", *ws.config_args)
-    pulumi(ws, "stack", "rm", "--yes", "--preserve-config")
+    run = prepare(stack, for_destroy=True)
+    select(run)
+    pulumi(run, "destroy", "--yes", "--skip-preview", *run.config_args)
+    pulumi(run, "stack", "rm", "--yes", "--preserve-config")
 
 
 def new(student: str, topology: str, template: Path) -> Path:

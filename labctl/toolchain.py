@@ -29,8 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from labctl import workspace
-from labctl.paths import ROOT, cache_dir
+from labctl import stack_env
+from labctl.paths import ROOT, cache_dir, cache_env
 
 BUILD = ROOT / "tools/pulumi-toolchain/build"
 LIB = ROOT / "tools/pulumi-toolchain/lib.sh"
@@ -110,7 +110,7 @@ def built_paths() -> Built:
         ["bash", "-c", script, "bash", str(LIB)],
         check=True,
         capture_output=True,
-        env=os.environ | {"CALCLAB_CACHE": str(cache_dir())},
+        env=os.environ | cache_env(),
     ).stdout.decode()
     bin_dir, home = out.split("\0")
     return Built(Path(bin_dir), Path(home))
@@ -253,7 +253,7 @@ def ensure(targets: set[str], *, build: Builder | None = None) -> dict[str, str]
         # The build installs plugins with the chosen CLI when it builds none of its own.
         build_env = environment(chosen, built, env)
         (build or run_build)(chosen.build, build_env)
-    return workspace.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env))
 
 
 def pulumi_environment() -> dict[str, str]:
@@ -262,7 +262,7 @@ def pulumi_environment() -> dict[str, str]:
     env = dict(os.environ)
     built = built_paths()
     chosen = plan(set(PROVIDERS), env, built, install=False)
-    return workspace.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env))
 
 
 def print_exports() -> None:
@@ -293,7 +293,7 @@ def run_build(targets: list[str], env: Mapping[str, str]) -> None:
         ) as progress,
         subprocess.Popen(
             [BUILD, *targets],
-            env={**env, "CALCLAB_CACHE": str(cache_dir())},
+            env={**env, **cache_env()},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -6,6 +6,8 @@ from typing import Any
 
 from pulumi.runtime import config as runtime_config
 
+from lab.names import namespace_values
+
 
 def read_namespace(namespace: str) -> dict[str, Any]:
     """Every `<namespace>:*` value of the stack, keyed without the prefix.
@@ -13,8 +15,5 @@ def read_namespace(namespace: str) -> dict[str, Any]:
     Reading the whole namespace (not key by key) is what lets validation reject a misspelt
     key instead of silently using a default.
     """
-    prefix = f"{namespace}:"
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {
-        key.removeprefix(prefix): value for key, value in merged.items() if key.startswith(prefix)
-    }
+    return namespace_values(merged, namespace)

@@ -1,22 +1,26 @@
-"""`lab class ...`: the instructor's console for a whole class (typer sub-app `class_app`)."""
+"""`lab class ...`: the instructor's console for a whole class (typer sub-app `class_app`).
+
+The roster's model, the Automation API and the cloud checks are imported by the functions
+that use them, so that `lab --help` lists these commands without loading them.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
-from labctl import toolchain
-from labctl.classroom import preflight, runner
-from labctl.classroom import workspace as class_ws
 from labctl.classroom.health import health_check
 from labctl.classroom.report import ClassReport, failed, summary, table, write_report
-from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
+
+if TYPE_CHECKING:
+    from labctl.classroom.roster import Roster
+    from labctl.classroom.runner import Operation, RunContext
 
 class_app = typer.Typer(
     name="class",
@@ -33,6 +37,19 @@ EXIT_INVALID = 2  # the roster is invalid
 EXIT_REFUSED = 3  # the preflight refused the class: nothing was created
 EXIT_INTERRUPTED = 130
 
+# Measured on the project's 2-core machine against the test cloud (docs/class.md): a class of
+# three took 113 s with one worker, 102 s with two and 91 s with three on an idle machine, and
+# 368 s against 197 s (one, three) on a busy one. One worker more than the cores, and at most
+# MAX_DEFAULT_WORKERS, so a real cloud's API is not flooded by 40 students at once (each `up`
+# makes about 40 create calls); `--workers` overrides it.
+MAX_DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) + 1)
+
+
+def default_workers(students: int) -> int:
+    return max(1, min(DEFAULT_WORKERS, students))
+
+
 RosterArg = Annotated[Path, typer.Argument(help="The class roster (YAML).", show_default=False)]
 WorkersOpt = Annotated[
     int | None,
@@ -40,7 +57,7 @@ WorkersOpt = Annotated[
         "--workers",
         "-j",
         min=1,
-        help=f"Students run at once (default {runner.DEFAULT_WORKERS}, measured: docs/class.md).",
+        help=f"Students run at once (default {DEFAULT_WORKERS}, measured: docs/class.md).",
     ),
 ]
 OnlyOpt = Annotated[
@@ -53,6 +70,8 @@ ReportOpt = Annotated[
 
 
 def _load(path: Path, only: str | None) -> Roster:
+    from labctl.classroom.roster import RosterError, load_roster, read_ids
+
     try:
         roster = load_roster(path)
         return roster.select(read_ids(only, None)) if only else roster
@@ -73,6 +92,8 @@ def init(
     name: Annotated[str | None, typer.Option("--class", help="The class's name.")] = None,
 ) -> None:
     """Write a roster from a list of ids (validated; edit it afterwards)."""
+    from labctl.classroom.roster import RosterError, read_ids, write_roster
+
     students = read_ids(ids, ids_file)
     if not students:
         console.print("[red]lab class:[/red] give the ids with --ids a,b,c or --ids-file FILE")
@@ -141,30 +162,33 @@ def status(
 
 
 def _operate(
-    operation: runner.Operation,
+    operation: Operation,
     roster: Roster,
     workers: int | None,
     report_path: Path | None,
     *,
     force: bool = False,
 ) -> None:
+    from labctl import toolchain
+    from labctl.classroom import automation, runner
+
     targets: set[str] = {s.config.target for s in roster.students}
     try:
-        env = class_ws.pulumi_environment(targets)
+        env = automation.pulumi_environment(targets)
     except toolchain.ToolchainError as err:
         console.print(f"[red]lab class:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
-    ws = class_ws.open_workspace(roster, env)
+    ws = automation.open_workspace(roster, env)
     ctx = runner.RunContext(
         ws,
-        class_ws.existing_stacks(ws),
+        automation.existing_stacks(ws),
         env=env,
         health=health_check() if operation in ("up", "status", "refresh") else None,
         extra_config=_docker_overrides(roster, env) if operation != "status" else {},
         force=force,
-        defaults=class_ws.project_defaults(),
+        defaults=automation.project_defaults(),
     )
-    count = workers or runner.default_workers(len(roster.students))
+    count = workers or default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)
     console.print(
         f"class {roster.name}: {len(roster.students)} students, state in "
@@ -206,18 +230,22 @@ class _Lines:
 
 
 def _docker_overrides(roster: Roster, env: dict[str, str]) -> dict[str, dict[str, str]]:
-    images = class_ws.docker_base_images(roster.students, env)
+    from labctl.classroom import automation
+
+    images = automation.docker_base_images(roster.students, env)
     return {student: {"dockerBaseImage": image} for student, image in images.items()}
 
 
 def _preflight(
     roster: Roster,
-    ctx: runner.RunContext,
+    ctx: RunContext,
     report: ClassReport,
     env: dict[str, str],
     operation: str,
 ) -> Roster:
     """The roster of students that may go ahead; refuses (exits) for class-wide problems."""
+    from labctl.classroom import preflight
+
     # A student whose `up` is done holds what they need already; `check` takes that off too.
     with console.status("preflight: reading the cloud's images, flavors, networks and quota"):
         result = preflight.run(roster, roster.students, env)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
+from lab.names import bare_key
 from labctl.classroom.roster import Roster, Student
 from preflight.checks import QuotaRow, Report, check
 from preflight.connection import CloudUnreachable, connect
@@ -62,7 +63,7 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
             if problem.available:
                 text += "; available: " + ", ".join(problem.available)
             student = by_stack.get(stack)
-            where = student.line_of(problem.key.split(":", 1)[-1]) if student else "?"
+            where = student.line_of(bare_key(problem.key) or problem.key) if student else "?"
             per_student.setdefault(stack, []).append(f"line {where}: {text}")
     refused = "\n".join(class_wide) if class_wide else None
     return ClassPreflight(cloud, report, refused, per_student)

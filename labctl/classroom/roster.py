@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from lab.config import PROJECT, ConfigError, LabConfig, load_config
+from lab.config import ConfigError, LabConfig, load_config
+from lab.names import config_key
 
 TOP_LEVEL_KEYS = ("class", "defaults", "students")
 # Keys of an entry that are not stack-file keys. `student` is spelled `id` in a roster.
@@ -141,7 +142,7 @@ def _python(node: yaml.Node) -> Any:
     return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
 
 
-_PROBLEM = re.compile(rf"^\s*{re.escape(PROJECT)}:([A-Za-z0-9_.]+): (.*)$")
+_PROBLEM = re.compile(rf"^\s*{re.escape(config_key(''))}([A-Za-z0-9_.]+): (.*)$")
 # The model's hints speak of `pulumi config`; in a roster the fix is an edit of the file.
 _CONFIG_HINT = re.compile(r" \(pulumi config rm [^)]*\)|; it defaults to the stack name.*$")
 
@@ -248,14 +249,14 @@ def _students(
             config = load_config(values, student_id)
         except ConfigError as err:
             for key, message in _config_problems(err):
-                text = f"student {student_id}: {PROJECT}:{key}: {message}" if key else message
+                text = f"student {student_id}: {config_key(key)}: {message}" if key else message
                 base = key.split(".", 1)[0]
                 if base == "student":
                     problems.add(id_line, f"id: {message}")
                 elif base in entry.keys:
                     problems.add(_line(entry.keys[base]), text)
                 elif base in defaults.keys:
-                    shared = f"defaults: {PROJECT}:{key}: {message}"
+                    shared = f"defaults: {config_key(key)}: {message}"
                     from_defaults[(_line(defaults.keys[base]), shared)].append(student_id)
                 else:
                     problems.add(line, text)
@@ -280,7 +281,7 @@ def _docker_ports(students: Sequence[Student], problems: _Collector) -> None:
         if where in taken:
             problems.add(
                 student.line,
-                f"student {student.id}: {PROJECT}:dockerHostPort: {where[1]} is already "
+                f"student {student.id}: {config_key('dockerHostPort')}: {where[1]} is already "
                 f"{taken[where]}'s; give each Docker student its own port",
             )
         taken[where] = student.id

@@ -22,7 +22,6 @@ those stacks before updating them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -40,13 +39,15 @@ from pulumi.automation import (
     UpdateSummary,
 )
 
+from lab.config import decode_value
+from lab.names import namespace_values
+from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
-from labctl.classroom import workspace as class_ws
+from labctl.classroom.health import HealthCheck
 from labctl.classroom.report import ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
 
 Operation = Literal["up", "preview", "refresh", "destroy", "status"]
-HealthCheck = Callable[[str], str]
 
 # Steps that change nothing; the live table shows the others.
 _QUIET_OPS = {OpType.SAME, OpType.READ}
@@ -139,12 +140,8 @@ def _history(stack: Stack) -> UpdateSummary | None:
 
 def _canonical(value: Any) -> str:
     # Stack history keeps config as strings (maps as JSON); the roster has YAML values.
+    value = decode_value(value)
     if isinstance(value, str):
-        if value[:1] in ("[", "{"):
-            try:
-                return json.dumps(json.loads(value), sort_keys=True)
-            except json.JSONDecodeError:
-                return value
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -160,11 +157,8 @@ def is_done(
     (the engine records the project's declared defaults too, so they are expected as well)."""
     if last is None or last.kind != "update" or last.result != "succeeded":
         return False
-    prefix = "calculator-lab:"
     recorded = {
-        key.removeprefix(prefix): _canonical(config.value)
-        for key, config in last.config.items()
-        if key.startswith(prefix)
+        key: _canonical(config.value) for key, config in namespace_values(last.config).items()
     }
     expected = {key: _canonical(value) for key, value in {**defaults, **values}.items()}
     return recorded == expected
@@ -223,8 +217,8 @@ def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
 def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     exists = student.stack in ctx.existing
     outcome.start("select" if exists else "create")
-    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=not exists)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     refresh = False
     if exists:
         last = _history(stack)
@@ -256,8 +250,8 @@ def _preview(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     exists = student.stack in ctx.existing
     outcome.start("preview")
     # A preview leaves nothing behind: a stack made for it is removed again.
-    stack = class_ws.stack(ctx.ws, student.stack, create=not exists)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=not exists)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     try:
         ok = _run_engine(
             ctx,
@@ -268,7 +262,7 @@ def _preview(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     finally:
         if not exists:
             ctx.ws.remove_stack(student.stack)
-            class_ws.remove_stack_file(ctx.ws, student.stack)
+            automation.remove_stack_file(ctx.ws, student.stack)
     if ok:
         outcome.finish("previewed")
 
@@ -278,8 +272,8 @@ def _refresh(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.start("none")
         outcome.finish("absent")
         return
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=False)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     ok = _run_engine(
         ctx,
         outcome,
@@ -295,11 +289,11 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     if student.stack not in ctx.existing:
         outcome.start("none")
         outcome.finish("absent")
-        class_ws.remove_stack_file(ctx.ws, student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
         return
     outcome.start("destroy")
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
-    class_ws.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
+    stack = automation.stack(ctx.ws, student.stack, create=False)
+    automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     last = _history(stack)
     refresh = last is not None and last.result != "succeeded"
     ok = _run_engine(
@@ -312,7 +306,7 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     )
     if ok:
         ctx.ws.remove_stack(student.stack)
-        class_ws.remove_stack_file(ctx.ws, student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
         outcome.finish("destroyed")
 
 
@@ -325,7 +319,7 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     if summary.update_in_progress:
         outcome.finish("busy", "an update is running on this stack")
         return
-    stack = class_ws.stack(ctx.ws, student.stack, create=False)
+    stack = automation.stack(ctx.ws, student.stack, create=False)
     last = _history(stack)
     if last is None:
         outcome.finish("absent")
@@ -421,17 +415,4 @@ def _interruption_notes(report: ClassReport, running: Sequence[str]) -> list[str
     return notes
 
 
-# Measured on the project's 2-core machine against the test cloud (docs/class.md): a class of
-# three took 113 s with one worker, 102 s with two and 91 s with three on an idle machine, and
-# 368 s against 197 s (one, three) on a busy one. One worker more than the cores, and at most
-# MAX_DEFAULT_WORKERS, so a real cloud's API is not flooded by 40 students at once (each `up`
-# makes about 40 create calls); `--workers` overrides it.
-MAX_DEFAULT_WORKERS = 8
-DEFAULT_WORKERS = min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) + 1)
-
-
-def default_workers(students: int) -> int:
-    return max(1, min(DEFAULT_WORKERS, students))
-
-
-__all__ = ["ClassReport", "Outcome", "RunContext", "default_workers", "one_line", "run_class"]
+__all__ = ["ClassReport", "Outcome", "RunContext", "one_line", "run_class"]

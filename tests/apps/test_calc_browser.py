@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from labctl.paths import cache_dir
 from tests.apps.calc_cluster import Cluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("CALCLAB_CACHE") or Path.home() / ".cache" / "calculator-lab")
+CACHE = cache_dir()
 NODE_MODULES = CACHE / "browser" / "node_modules"
 SCREENSHOT = Path("/tmp/calculator-page.png")
 

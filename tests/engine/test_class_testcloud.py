@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
+from labctl.classroom.automation import class_dir
 from labctl.classroom.roster import load_roster
-from labctl.classroom.workspace import class_dir
 
 from .conftest import PASSPHRASE, REPO, VENV, Toolchain
 

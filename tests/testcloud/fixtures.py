@@ -18,6 +18,8 @@ from typing import Any
 import openstack
 import pytest
 
+from labctl.paths import cache_dir
+
 KEYSTONE = "http://127.0.0.1:5000/v3"
 START_HINT = (
     "start it with: tools/testcloud/testcloud start && eval $(tools/testcloud/testcloud env)"
@@ -28,8 +30,7 @@ def _clouds_yaml() -> Path:
     explicit = os.environ.get("OS_CLIENT_CONFIG_FILE")
     if explicit:
         return Path(explicit)
-    cache = os.environ.get("CALCLAB_CACHE") or str(Path.home() / ".cache" / "calculator-lab")
-    return Path(cache) / "testcloud" / "clouds.yaml"
+    return cache_dir() / "testcloud" / "clouds.yaml"
 
 
 def _keystone_answers() -> bool:

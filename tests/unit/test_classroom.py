@@ -17,9 +17,8 @@ import pytest
 
 from lab.quota import FlavorSize, stack_needs, total_needs
 from lab.topology import build_topology
+from labctl.classroom import automation, commands, runner
 from labctl.classroom import preflight as class_preflight
-from labctl.classroom import runner
-from labctl.classroom import workspace as class_ws
 from labctl.classroom.report import ClassReport, Outcome, write_report
 from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
 from preflight.facts import CloudFacts
@@ -402,8 +401,8 @@ def test_ctrl_c_starts_no_one_else_and_waits_for_the_running(
 
 
 def test_the_default_workers_never_exceed_the_class() -> None:
-    assert runner.default_workers(1) == 1
-    assert runner.default_workers(40) == runner.DEFAULT_WORKERS
+    assert commands.default_workers(1) == 1
+    assert commands.default_workers(40) == commands.DEFAULT_WORKERS
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -438,11 +437,11 @@ def test_a_pulumi_login_is_used_unless_pulumi_backend_url_names_one(tmp_path: Pa
     (home / ".pulumi" / "credentials.json").write_text(
         json.dumps({"current": "s3://class-state?endpoint=minio:9000", "accounts": {}})
     )
-    assert class_ws.login_backend({"HOME": str(home)}) == "s3://class-state?endpoint=minio:9000"
+    assert automation.login_backend({"HOME": str(home)}) == "s3://class-state?endpoint=minio:9000"
     explicit = {"HOME": str(home), "PULUMI_BACKEND_URL": "file:///mnt/shared/state"}
-    assert class_ws.login_backend(explicit) is None
-    assert class_ws.login_backend({"HOME": str(tmp_path / "nobody")}) is None
-    assert class_ws.login_backend({"HOME": str(home), "PULUMI_HOME": str(tmp_path)}) is None
+    assert automation.login_backend(explicit) is None
+    assert automation.login_backend({"HOME": str(tmp_path / "nobody")}) is None
+    assert automation.login_backend({"HOME": str(home), "PULUMI_HOME": str(tmp_path)}) is None
 
 
 def test_a_programs_traceback_is_reduced_to_its_exception() -> None:

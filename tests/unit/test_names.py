@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from calculator.config import DEFAULT_PORTS
 
-from lab.names import PORTS, ROLES, SERVICE_PORT_RANGE, SERVICE_ROLES, node_tags, physical_name
+from lab.names import (
+    PORTS,
+    ROLES,
+    SERVICE_PORT_RANGE,
+    SERVICE_ROLES,
+    bare_key,
+    config_key,
+    namespace_values,
+    node_tags,
+    physical_name,
+)
 
 
 def test_the_app_defaults_are_the_programs_ports() -> None:
@@ -26,3 +36,13 @@ def test_roles_are_front_then_the_four_services() -> None:
 def test_names_and_tags_carry_the_student() -> None:
     assert physical_name("alice", "front") == "alice-front"
     assert node_tags("alice", "sum") == ["calculator-lab:role=sum", "calculator-lab:student=alice"]
+
+
+def test_config_keys_gain_and_lose_the_project_prefix() -> None:
+    assert config_key("image") == "calculator-lab:image"
+    assert bare_key(config_key("flavorByRole.front")) == "flavorByRole.front"
+    assert bare_key("openstack:cloud") is None
+    assert bare_key("openstack:cloud", "openstack") == "cloud"
+    config = {"calculator-lab:image": "debian-12", "openstack:cloud": "x", "calculator-lab": 1}
+    assert namespace_values(config) == {"image": "debian-12"}
+    assert namespace_values(config, "openstack") == {"cloud": "x"}

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab.config import LabConfig, load_config
-from labctl import stacks, toolchain, workspace
+from labctl import stack_env, stacks, toolchain
+from labctl.errors import LabError
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def docker_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> LabConfig:
     monkeypatch.setenv("CALCLAB_CACHE", str(tmp_path / "cache"))
     config = load_config({"target": "docker"}, "dev")
     monkeypatch.setattr(stacks, "load", lambda stack: config)
-    monkeypatch.setattr(workspace, "engine_env", lambda env: env | {"DOCKER_HOST": "unix://x"})
+    monkeypatch.setattr(stack_env, "engine_env", lambda env: env | {"DOCKER_HOST": "unix://x"})
     return config
 
 
@@ -50,20 +51,20 @@ def test_base_image_is_built_while_the_toolchain_builds(
         assert niceness == 19  # the build keeps its CPU; the image takes what is left
         assert callable(say)
         say("lab: building the local base image")
-        return workspace.LOCAL_BASE_IMAGE
+        return stack_env.LOCAL_BASE_IMAGE
 
     monkeypatch.setattr(toolchain, "ensure", ensure)
-    monkeypatch.setattr(workspace, "ensure_docker", ensure_docker)
-    monkeypatch.setattr(workspace, "base_image_override", base_image)
+    monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
+    monkeypatch.setattr(stack_env, "base_image_override", base_image)
     monkeypatch.setattr(toolchain.console, "print", lambda text: said.append(str(text)))
 
-    ws = stacks.prepare("dev")
+    run = stacks.prepare("dev")
 
     assert toolchain_done.is_set()
-    assert ws.env == {"PATH": "/toolchain/bin", "DOCKER_HOST": "unix://x"}
-    assert ws.config_args[0] == "--config-file"
-    override = Path(ws.config_args[1]).read_text()
-    assert f"calculator-lab:dockerBaseImage: {workspace.LOCAL_BASE_IMAGE}" in override
+    assert run.env == {"PATH": "/toolchain/bin", "DOCKER_HOST": "unix://x"}
+    assert run.config_args[0] == "--config-file"
+    override = Path(run.config_args[1]).read_text()
+    assert f"calculator-lab:dockerBaseImage: {stack_env.LOCAL_BASE_IMAGE}" in override
     assert said[0].startswith("lab: building the local base image (meanwhile; log: ")
     assert said[-1].startswith("lab: Docker engine and base image ready in ")
 
@@ -76,8 +77,8 @@ def test_a_failed_docker_step_names_its_log(
         raise subprocess.CalledProcessError(1, ["docker-engine", "start"])
 
     monkeypatch.setattr(toolchain, "ensure", lambda targets: {})
-    monkeypatch.setattr(workspace, "ensure_docker", ensure_docker)
-    with pytest.raises(stacks.LabError) as failed:
+    monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
+    with pytest.raises(LabError) as failed:
         stacks.prepare("dev")
     message = str(failed.value)
     assert "preparing Docker failed" in message
@@ -99,9 +100,9 @@ def test_a_failed_build_waits_for_the_docker_side_and_reports_the_build(
         return env
 
     monkeypatch.setattr(toolchain, "ensure", ensure)
-    monkeypatch.setattr(workspace, "ensure_docker", ensure_docker)
-    monkeypatch.setattr(workspace, "base_image_override", lambda *args, **kwargs: None)
-    with pytest.raises(stacks.LabError, match="build failed"):
+    monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
+    monkeypatch.setattr(stack_env, "base_image_override", lambda *args, **kwargs: None)
+    with pytest.raises(LabError, match="build failed"):
         stacks.prepare("dev")
     assert finished.is_set(), "prepare returned while the engine was still being started"
 
@@ -113,7 +114,18 @@ def test_down_prepares_no_base_image(
         raise AssertionError("destroy must not start the engine or build an image")
 
     monkeypatch.setattr(toolchain, "ensure", lambda targets: {"PATH": "/toolchain/bin"})
-    monkeypatch.setattr(workspace, "ensure_docker", refuse)
-    monkeypatch.setattr(workspace, "base_image_override", refuse)
-    ws = stacks.prepare("dev", for_destroy=True)
-    assert ws.config_args == []
+    monkeypatch.setattr(stack_env, "ensure_docker", refuse)
+    monkeypatch.setattr(stack_env, "base_image_override", refuse)
+    run = stacks.prepare("dev", for_destroy=True)
+    assert run.config_args == []
+
+
+def test_the_engine_environment_is_read_as_the_engine_script_gives_it(tmp_path: Path) -> None:
+    # The real script (it prints, it starts nothing); a space in the cache survives the reading.
+    cache = tmp_path / "a cache"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CALCLAB_CACHE": str(cache)}
+    got = stack_env._with_engine_env(env)
+    assert got["PATH"] == f"{cache}/docker-engine/bin:/usr/bin:/bin"
+    assert got["DOCKER_HOST"].startswith(f"unix://{cache}/docker-engine/")
+    assert got["CALCLAB_DOCKER_BASE_IMAGE"] == stack_env.LOCAL_BASE_IMAGE
+    assert got["HOME"] == str(tmp_path)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.paths import cache_dir
 from tools.procsup import procsup
 
 TOOL_DIR = Path(__file__).resolve().parents[1]
@@ -37,8 +37,7 @@ class TestcloudError(RuntimeError):
 
 
 def cache_root() -> Path:
-    base = os.environ.get("CALCLAB_CACHE") or str(Path.home() / ".cache" / "calculator-lab")
-    return Path(base) / "testcloud"
+    return cache_dir() / "testcloud"
 
 
 @dataclass(frozen=True)

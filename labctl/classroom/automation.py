@@ -25,10 +25,10 @@ from typing import Any
 import yaml
 from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
-from lab.names import PROJECT
-from labctl import toolchain, workspace
+from lab.names import config_key
+from labctl import stack_env, toolchain
 from labctl.classroom.roster import Roster, Student
-from labctl.paths import ROOT, cache_dir
+from labctl.paths import ROOT, cache_dir, stack_file_name
 
 
 class ExplicitWorkspace(LocalWorkspace):
@@ -78,7 +78,7 @@ def pulumi_environment(targets: set[str]) -> dict[str, str]:
     if login is not None:
         env["PULUMI_BACKEND_URL"] = login
     if "docker" in targets:
-        env = workspace.ensure_docker(env)
+        env = stack_env.ensure_docker(env)
     return env
 
 
@@ -128,7 +128,7 @@ def open_workspace(roster: Roster, env: Mapping[str, str]) -> ExplicitWorkspace:
 
 
 def stack_file(ws: LocalWorkspace, stack: str) -> Path:
-    return Path(ws.work_dir) / f"Pulumi.{stack}.yaml"
+    return Path(ws.work_dir) / stack_file_name(stack)
 
 
 def write_stack_config(
@@ -144,7 +144,7 @@ def write_stack_config(
     if path.is_file():
         document = yaml.safe_load(path.read_text()) or {}
     values = {**student.values, **(extra or {})}
-    document["config"] = {f"{PROJECT}:{key}": value for key, value in values.items()}
+    document["config"] = {config_key(key): value for key, value in values.items()}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -174,7 +174,7 @@ def docker_base_images(students: Iterable[Student], env: Mapping[str, str]) -> d
             continue
         base = student.config.docker_base_image
         if base not in decided:
-            decided[base] = workspace.base_image_override(student.config, dict(env))
+            decided[base] = stack_env.base_image_override(student.config, dict(env))
         if (local := decided[base]) is not None:
             overrides[student.id] = local
     return overrides

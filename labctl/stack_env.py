@@ -20,7 +20,7 @@ from typing import IO
 import yaml
 
 from lab.config import LabConfig
-from lab.names import PROJECT
+from lab.names import config_key
 from labctl.paths import ROOT, cache_dir, stack_file
 
 DOCKER_ENGINE = ROOT / "tools/docker-engine/docker-engine"
@@ -33,7 +33,7 @@ PULL_RETRY_AFTER = 24 * 3600
 
 
 @dataclass
-class Workspace:
+class PulumiRun:
     """How to run `pulumi` for one stack: its environment and extra arguments."""
 
     stack: str
@@ -50,7 +50,7 @@ def engine_env(env: dict[str, str]) -> dict[str, str]:
     no DOCKER_HOST of their own."""
     if env.get("DOCKER_HOST") or not _quiet([str(DOCKER_ENGINE), "status"], env):
         return env
-    return _with_engine_exports(env)
+    return _with_engine_env(env)
 
 
 def ensure_docker(
@@ -66,21 +66,15 @@ def ensure_docker(
     say("lab: no Docker engine answers; starting tools/docker-engine")
     for step in ("install", "start"):
         subprocess.run([DOCKER_ENGINE, step], check=True, env=env, stdout=log, stderr=log)
-    return _with_engine_exports(env)
+    return _with_engine_env(env)
 
 
-def _with_engine_exports(env: dict[str, str]) -> dict[str, str]:
-    exports = subprocess.run(
-        [DOCKER_ENGINE, "env"], check=True, env=env, capture_output=True, text=True
-    ).stdout
-    for line in exports.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, value = line.removeprefix("export ").split("=", 1)
-            value = value.strip("'\"")
-            if key == "PATH":  # `docker-engine env` writes PATH=DIR:"$PATH"
-                value = value.replace("$PATH", env.get("PATH", "")).replace('"', "")
-            env = env | {key: value}
-    return env
+def _with_engine_env(env: dict[str, str]) -> dict[str, str]:
+    # KEY=VALUE lines with PATH expanded by the script, from the PATH in `env`.
+    lines = subprocess.run(
+        [DOCKER_ENGINE, "env", "--plain"], check=True, env=env, capture_output=True, text=True
+    ).stdout.splitlines()
+    return env | {key: value for key, _, value in (line.partition("=") for line in lines)}
 
 
 def base_image_override(
@@ -172,7 +166,7 @@ def override_file(stack: str, values: dict[str, str]) -> Path:
     source = stack_file(stack)
     document = yaml.safe_load(source.read_text()) or {}
     config = document.setdefault("config", {})
-    config.update({f"{PROJECT}:{key}": value for key, value in values.items()})
+    config.update({config_key(key): value for key, value in values.items()})
     target = cache_dir() / "stack-files" / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(document, sort_keys=False))
