@@ -32,7 +32,7 @@ def console_line_prefix(role: str) -> str:
     """How the one line the user data writes to the serial console about a role begins.
 
     `lab check` finds it in the console log Nova returns when the role does not answer, so
-    the writer (the user data) and the reader (labctl/check.py) share this spelling.
+    the writer (the user data) and the reader (labctl/console.py) share this spelling.
     """
     return f"{PROJECT} {role}: "
 

@@ -18,7 +18,7 @@ from labctl.check import check
 from labctl.classroom.commands import class_app
 from labctl.diagram import diagram
 from labctl.errors import LabError
-from labctl.image import image_app
+from labctl.image.command import image_app
 from labctl.paths import ROOT
 from labctl.snapshot import snapshot_app
 

@@ -22,7 +22,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from labctl.image import Digests, Glance, ImageError, Source, content_name, file_digests, send
+from labctl.image.command import Source, send
+from labctl.image.errors import ImageError
+from labctl.image.glance import Glance
+from labctl.image.local import Digests, file_digests
+from labctl.image.plan import content_name
 from labctl.paths import ROOT
 from tests.helpers import require_tool
 

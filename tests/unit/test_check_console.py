@@ -1,6 +1,6 @@
 """`lab check`'s reading of a failing VM's console log: the user data's line among a Debian
 boot's messages, the tail when there is none, which VMs to read, and a log that cannot be read.
-Nova's real console API is exercised by tests/engine/test_check_console_testcloud.py."""
+Nova's real console API is exercised by tests/testcloud/test_check_console.py."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from typer.testing import CliRunner
 
 from lab.cloud_init import console_line_prefix
 from lab.names import ROLES, physical_name
-from labctl.check import (
+from labctl.check import Row, check, failing_roles
+from labctl.console import (
     CONSOLE_TAIL,
     ConsoleNote,
-    Row,
-    check,
     console_notes,
-    failing_roles,
     read_console,
     render_consoles,
     server_names,

@@ -1,6 +1,7 @@
-"""`lab image upload`'s decisions on plain data: hashes of a real file, a real qcow2 header,
-which image to reuse or replace and under which name, and the messages a student reads.
-The upload against a real Glance is tests/engine/test_image_testcloud.py."""
+"""`lab image upload` apart from its decision (tests/unit/test_image_plan.py): hashes of a real
+file and a real qcow2 header, the streamed upload's chunks, the image's properties, the file and
+properties the command finds, Glance's refusals as a student reads them, and the command itself.
+The upload against a real Glance is tests/testcloud/test_image_upload.py."""
 
 from __future__ import annotations
 
@@ -13,76 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from labctl.image import (
-    CHUNK,
-    DEFAULT_HASH,
-    Digests,
-    GlanceImage,
-    ImageError,
-    Reuse,
-    Upload,
-    _ProgressReader,
-    content_name,
-    differing_properties,
-    file_digests,
-    glance_message,
-    glance_refusal,
-    glance_value,
-    guest_image_directory,
-    image_properties,
-    min_disk_gib,
-    plan_upload,
-    qcow2_virtual_size,
-    resolve_source,
-    same_content,
-    upload_mismatch,
-)
+from labctl.image.command import guest_image_directory, resolve_source
+from labctl.image.errors import ImageError
+from labctl.image.glance import _ProgressReader, glance_message, glance_refusal
+from labctl.image.local import CHUNK, file_digests, min_disk_gib, qcow2_virtual_size
+from labctl.image.properties import glance_value, image_properties
 from labctl.paths import ROOT
 from tests.helpers import require_tool
 
-PROJECT = "p-student"
-OTHER = "p-admin"
-
-
-def digests_of(data: bytes) -> Digests:
-    return Digests(
-        len(data),
-        {
-            "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
-            DEFAULT_HASH: hashlib.sha512(data).hexdigest(),
-        },
-    )
-
-
-LOCAL = digests_of(b"the new image")
-OLD = digests_of(b"last week's image")
-
-
-def glance(
-    name: str,
-    content: Digests | None,
-    *,
-    id: str = "",
-    owner: str = PROJECT,
-    status: str = "active",
-    visibility: str = "private",
-    protected: bool = False,
-) -> GlanceImage:
-    """An image as Glance lists it; `content` None: no data yet (queued)."""
-    return GlanceImage(
-        id=id or f"id-{name}-{owner}-{status}",
-        name=name,
-        status=status,
-        owner=owner,
-        visibility=visibility,
-        protected=protected,
-        os_hash_algo=DEFAULT_HASH if content else None,
-        os_hash_value=content.hashes[DEFAULT_HASH] if content else None,
-        checksum=content.hashes["md5"] if content else None,
-    )
-
-
-# --- hashes and the file -----------------------------------------------------------------------
+# --- hashes and the file --------------------------------------------------------------------------
 
 
 def test_file_digests_hash_the_whole_file_in_one_pass(tmp_path: Path) -> None:
@@ -117,141 +57,7 @@ def test_a_file_that_is_not_qcow2_is_refused_with_the_conversion(tmp_path: Path)
         qcow2_virtual_size(path)
 
 
-def test_the_progress_reader_streams_in_bounded_chunks(tmp_path: Path) -> None:
-    data = os.urandom(CHUNK + 10)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    sent: list[int] = []
-    with path.open("rb") as handle:
-        reader = _ProgressReader(handle, len(data), sent.append)
-        assert len(reader) == len(data)
-        assert len(reader.read()) == CHUNK  # "everything" still comes one chunk at a time
-        assert b"".join(reader) == data[CHUNK:]
-    assert sum(sent) == len(data)
-
-
-# --- same content? -----------------------------------------------------------------------------
-
-
-def test_same_content_compares_glance_hash_then_md5() -> None:
-    assert same_content(LOCAL, glance("debian-12", LOCAL)) is True
-    assert same_content(LOCAL, glance("debian-12", OLD)) is False
-    md5_only = GlanceImage("i", "n", "active", PROJECT, "private", checksum=LOCAL.hashes["md5"])
-    assert same_content(LOCAL, md5_only) is True
-    assert same_content(LOCAL, glance("debian-12", None, status="queued")) is None
-
-
-def test_upload_mismatch_names_each_hash_that_differs() -> None:
-    assert upload_mismatch(LOCAL, glance("x", LOCAL)) is None
-    damaged = glance("x", OLD)
-    message = upload_mismatch(LOCAL, damaged)
-    assert message is not None
-    assert f"sha512 {OLD.hashes['sha512'][:16]}... in Glance" in message
-    assert f"md5 {OLD.hashes['md5']} in Glance, {LOCAL.hashes['md5']} here" in message
-    assert upload_mismatch(LOCAL, glance("x", None)) == "Glance reports no hash of the stored data"
-
-
-# --- reuse, rename or replace --------------------------------------------------------------------
-
-
-def test_a_free_name_is_uploaded_under() -> None:
-    plan = plan_upload("debian-12", LOCAL, [], PROJECT)
-    assert plan == Upload("debian-12", "no image is named debian-12 yet")
-
-
-def test_the_one_identical_image_is_reused() -> None:
-    mine = glance("debian-12", LOCAL)
-    plan = plan_upload("debian-12", LOCAL, [mine, glance("debian-12-x", OLD)], PROJECT)
-    assert isinstance(plan, Reuse)
-    assert plan.image == mine
-    assert plan.removes == ()
-
-
-def test_an_identical_public_image_is_reused_too() -> None:
-    public = glance("debian-12", LOCAL, owner=OTHER, visibility="public")
-    plan = plan_upload("debian-12", LOCAL, [public], PROJECT)
-    assert isinstance(plan, Reuse)
-    assert plan.image == public
-
-
-def test_other_content_under_the_name_goes_to_a_content_name_and_deletes_nothing() -> None:
-    old = glance("debian-12", OLD)
-    plan = plan_upload("debian-12", LOCAL, [old], PROJECT)
-    assert isinstance(plan, Upload)
-    assert (
-        plan.name == f"debian-12-{LOCAL.hashes['sha512'][:8]}" == content_name("debian-12", LOCAL)
-    )
-    assert plan.removes == ()
-    assert f"taken by {old.id} (active, private, this project's) with other content" in plan.why
-    assert plan.why.endswith("(--replace takes over debian-12)")
-    # a name held by the cloud's public image cannot be taken over: not suggested
-    public = glance("debian-12", OLD, owner=OTHER, visibility="public")
-    plan = plan_upload("debian-12", LOCAL, [public], PROJECT)
-    assert plan.why.endswith("(or choose one with --name)")
-
-
-def test_a_second_run_with_that_file_reuses_the_content_named_image() -> None:
-    old = glance("debian-12", OLD)
-    renamed = glance(content_name("debian-12", LOCAL), LOCAL)
-    plan = plan_upload("debian-12", LOCAL, [old, renamed], PROJECT)
-    assert isinstance(plan, Reuse)
-    assert plan.image == renamed
-
-
-def test_an_already_ambiguous_name_is_not_reused_even_with_an_identical_copy() -> None:
-    # pulumi's lookup by name fails on two matches: reusing either would not help the student
-    images = [glance("debian-12", LOCAL, id="a"), glance("debian-12", OLD, id="b")]
-    plan = plan_upload("debian-12", LOCAL, images, PROJECT)
-    assert isinstance(plan, Upload)
-    assert plan.name == content_name("debian-12", LOCAL)
-
-
-def test_an_unfinished_image_holds_the_name_but_a_deleted_one_does_not() -> None:
-    queued = glance("debian-12", None, status="queued")
-    assert plan_upload("debian-12", LOCAL, [queued], PROJECT).name == content_name(  # type: ignore[union-attr]
-        "debian-12", LOCAL
-    )
-    gone = glance("debian-12", OLD, status="deleted")
-    assert plan_upload("debian-12", LOCAL, [gone], PROJECT) == Upload(
-        "debian-12", "no image is named debian-12 yet"
-    )
-
-
-def test_when_the_content_name_is_taken_too_the_student_is_told_to_choose() -> None:
-    images = [glance("debian-12", OLD), glance(content_name("debian-12", LOCAL), OLD)]
-    with pytest.raises(ImageError, match="choose another name with --name"):
-        plan_upload("debian-12", LOCAL, images, PROJECT)
-
-
-def test_replace_takes_over_the_name_and_deletes_the_projects_old_images_after() -> None:
-    old = glance("debian-12", OLD)
-    plan = plan_upload("debian-12", LOCAL, [old], PROJECT, replace=True)
-    assert isinstance(plan, Upload)
-    assert (plan.name, plan.removes) == ("debian-12", (old,))
-
-
-def test_replace_keeps_an_identical_copy_and_removes_only_the_others() -> None:
-    same, other = glance("debian-12", LOCAL, id="same"), glance("debian-12", OLD, id="other")
-    plan = plan_upload("debian-12", LOCAL, [same, other], PROJECT, replace=True)
-    assert isinstance(plan, Reuse)
-    assert (plan.image, plan.removes) == (same, (other,))
-
-
-def test_replace_never_deletes_what_the_project_does_not_own() -> None:
-    public = glance("debian-12", OLD, owner=OTHER, visibility="public", id="pub")
-    with pytest.raises(ImageError) as caught:
-        plan_upload("debian-12", LOCAL, [public], PROJECT, replace=True)
-    assert str(caught.value) == (
-        "--replace cannot free the name debian-12: pub (active, public, another project's) is"
-        f" not this project's; upload without --replace (it picks {content_name('debian-12', LOCAL)})"
-        " or choose another --name"
-    )
-    protected = glance("debian-12", OLD, protected=True, id="prot")
-    with pytest.raises(ImageError, match=r"prot .* is protected"):
-        plan_upload("debian-12", LOCAL, [protected], PROJECT, replace=True)
-
-
-# --- properties ----------------------------------------------------------------------------------
+# --- properties -----------------------------------------------------------------------------------
 
 
 def test_properties_options_win_over_properties_json_over_the_file() -> None:
@@ -291,12 +97,7 @@ def test_glance_values_are_integers_for_min_and_strings_otherwise() -> None:
         glance_value("os_distro", {"a": 1}, "x")
 
 
-def test_reuse_updates_only_properties_that_differ() -> None:
-    image = GlanceImage(
-        "i", "n", "active", PROJECT, "private", properties={"os_distro": "debian", "min_ram": 0}
-    )
-    wanted: dict[str, int | str] = {"os_distro": "debian", "min_ram": 512, "os_version": "12"}
-    assert differing_properties(wanted, image) == {"min_ram": 512, "os_version": "12"}
+# --- the file and properties the command finds ----------------------------------------------------
 
 
 def qcow2(path: Path, size: str = "1G") -> Path:
@@ -364,7 +165,20 @@ def test_an_unbuilt_guest_image_names_the_build_command(
     )
 
 
-# --- messages --------------------------------------------------------------------------------------
+# --- Glance, as the student: the streamed data, the refusals --------------------------------------
+
+
+def test_the_progress_reader_streams_in_bounded_chunks(tmp_path: Path) -> None:
+    data = os.urandom(CHUNK + 10)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    sent: list[int] = []
+    with path.open("rb") as handle:
+        reader = _ProgressReader(handle, len(data), sent.append)
+        assert len(reader) == len(data)
+        assert len(reader.read()) == CHUNK  # "everything" still comes one chunk at a time
+        assert b"".join(reader) == data[CHUNK:]
+    assert sum(sent) == len(data)
 
 
 def test_glance_refusals_say_what_they_mean() -> None:
@@ -386,6 +200,9 @@ def test_glance_refusals_say_what_they_mean() -> None:
     assert glance_refusal("to create image x", 403, '{"message": "Forbidden: policy"}') == (
         "Glance does not allow this user to create image x (HTTP 403: Forbidden: policy)"
     )
+
+
+# --- the command ----------------------------------------------------------------------------------
 
 
 def test_lab_help_does_not_import_openstacksdk() -> None:
