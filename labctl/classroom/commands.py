@@ -169,13 +169,13 @@ def _operate(
     *,
     force: bool = False,
 ) -> None:
-    from labctl import toolchain
+    from labctl import backend, toolchain
     from labctl.classroom import automation, runner
 
     targets: set[str] = {s.config.target for s in roster.students}
     try:
         env = automation.pulumi_environment(targets)
-    except toolchain.ToolchainError as err:
+    except (toolchain.ToolchainError, backend.BackendError) as err:
         console.print(f"[red]lab class:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
     ws = automation.open_workspace(roster, env)
@@ -191,8 +191,7 @@ def _operate(
     count = workers or default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)
     console.print(
-        f"class {roster.name}: {len(roster.students)} students, state in "
-        f"{env.get('PULUMI_BACKEND_URL') or '(pulumi login)'}, stack files in {ws.work_dir}",
+        f"class {roster.name}: {len(roster.students)} students, stack files in {ws.work_dir}",
         highlight=False,
     )
     todo = roster
