@@ -26,6 +26,7 @@ from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
 from lab.names import config_key
 from labctl import stack_env, toolchain
+from labctl.backend import Backend
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir, stack_file_name
 
@@ -51,10 +52,11 @@ def class_dir(roster: Roster) -> Path:
     return cache_dir() / "classes" / f"{slug}-{digest}"
 
 
-def pulumi_environment(targets: set[str]) -> dict[str, str]:
+def pulumi_environment(targets: set[str], state: Backend | None = None) -> dict[str, str]:
     """The toolchain's environment (built when missing; its first line names the state
-    backend, labctl/backend.py), with a Docker engine if a student deploys on Docker."""
-    env = toolchain.ensure(targets)
+    backend, labctl/backend.py, unless the caller did: `state`), with a Docker engine if a
+    student deploys on Docker."""
+    env = toolchain.ensure(targets, state=state)
     if "docker" in targets:
         env = stack_env.ensure_docker(env)
     return env

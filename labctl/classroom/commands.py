@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,9 +18,10 @@ from rich.console import Console
 from rich.live import Live
 
 from labctl.classroom.health import health_check
-from labctl.classroom.report import ClassReport, failed, summary, table, write_report
+from labctl.classroom.report import ClassReport, Outcome, failed, summary, table, write_report
 
 if TYPE_CHECKING:
+    from labctl.backend import Backend
     from labctl.classroom.roster import Roster
     from labctl.classroom.runner import Operation, RunContext
 
@@ -161,6 +164,92 @@ def status(
     _operate("status", _load(roster, only), workers, report)
 
 
+@class_app.command()
+def reap(
+    rosters: Annotated[
+        list[Path],
+        typer.Argument(help="Class rosters (YAML); those past their `ends:` are destroyed."),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be destroyed; change nothing.")
+    ] = False,
+    workers: WorkersOpt = None,
+) -> None:
+    """Destroy the stacks of every class that has ended (the roster's `ends:`), for cron.
+
+    Exit status: 0 when every ended class is gone (a stack gone already counts), 1 when a
+    destroy failed, 2 when a roster is invalid (the others are reaped all the same)."""
+    from labctl import backend, toolchain
+    from labctl.classroom.roster import RosterError, load_roster
+    from labctl.classroom.schedule import reap_verdict
+
+    now = datetime.now(UTC)
+    try:
+        state = toolchain.announce(os.environ)  # the first line: where the stacks are
+    except backend.BackendError as err:
+        console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    code = 0
+    ended: list[Roster] = []
+    for path in rosters:
+        try:
+            roster = load_roster(path)
+        except RosterError as err:
+            console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+            code = EXIT_INVALID
+            continue
+        go, line = reap_verdict(roster.name, roster.ends, now)
+        console.print(line, highlight=False, soft_wrap=True)
+        if go:
+            ended.append(roster)
+    if not ended:
+        raise typer.Exit(code)
+    failures = _reap(ended, state, workers, dry_run=dry_run)
+    raise typer.Exit(EXIT_FAILED if failures else code)
+
+
+def _reap(rosters: list[Roster], state: Backend, workers: int | None, *, dry_run: bool) -> int:
+    """Destroy (or, dry, list) the stacks of these ended classes; the number of failures."""
+    from labctl import backend, toolchain
+    from labctl.classroom import automation, runner
+    from labctl.classroom.report import ALREADY_GONE, freed
+
+    targets: set[str] = {s.config.target for roster in rosters for s in roster.students}
+    try:
+        env = automation.pulumi_environment(targets, state=state)
+    except (toolchain.ToolchainError, backend.BackendError) as err:
+        console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+        return 1
+    failures = 0
+    for roster in rosters:
+        ws = automation.open_workspace(roster, env)
+        existing = automation.existing_stacks(ws)
+        if dry_run:
+            for s in roster.students:
+                found = existing.get(s.stack)
+                count = (found.resource_count or 0) if found is not None else 0
+                console.print(
+                    f"  {s.id}: would destroy {count} resources"
+                    if count
+                    else f"  {s.id}: {ALREADY_GONE}",
+                    highlight=False,
+                )
+            continue
+        ctx = runner.RunContext(ws, existing, env=env, defaults=automation.project_defaults())
+        count = workers or default_workers(len(roster.students))
+        report = ClassReport(roster.name, "reap", runner.outcomes_for(roster), count)
+        _run(ctx, "reap", roster, report, render=freed)
+        if console.is_terminal:  # the live table is gone; a log has had these lines already
+            for outcome in report.outcomes:
+                console.print(freed(outcome), highlight=False, soft_wrap=True)
+        for line in summary(report):
+            console.print(line, highlight=False, soft_wrap=True)
+        failures += len(failed(report))
+        if report.interrupted:
+            raise typer.Exit(EXIT_INTERRUPTED)
+    return failures
+
+
 def _operate(
     operation: Operation,
     roster: Roster,
@@ -191,41 +280,71 @@ def _operate(
     count = workers or default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)
     console.print(
-        f"class {roster.name}: {len(roster.students)} students, stack files in {ws.work_dir}",
+        f"class {roster.name}: {len(roster.students)} students{_ending(roster)}, "
+        f"stack files in {ws.work_dir}",
         highlight=False,
     )
     todo = roster
     if operation in ("up", "preview"):
         todo = _preflight(roster, ctx, report, env, operation)
+    _run(ctx, operation, todo, report)
+    _finish(report, report_path)
+
+
+def _ending(roster: Roster, now: datetime | None = None) -> str:
+    """', ends in 3 days (...)' or ', ended 2 hours ago (...)': nothing when the roster has
+    no `ends`."""
+    from labctl.classroom.schedule import time_left
+
+    if roster.ends is None:
+        return ""
+    return ", " + time_left(roster.ends, now or datetime.now(UTC))
+
+
+def _run(
+    ctx: RunContext,
+    operation: Operation,
+    roster: Roster,
+    report: ClassReport,
+    render: Callable[[Outcome], str] | None = None,
+) -> None:
+    """The students' operation, shown live on a terminal, one line per student in a log
+    (`render`ed, when given)."""
+    from labctl.classroom import runner
+
     if console.is_terminal:
         with Live(table(report, live=True), console=console, transient=True) as live:
             runner.run_class(
                 ctx,
                 operation,
-                todo,
+                roster,
                 report,
-                workers=count,
+                workers=report.workers,
                 tick=lambda: live.update(table(report, live=True)),
             )
     else:  # a log: one line per student as they finish
-        runner.run_class(ctx, operation, todo, report, workers=count, tick=_Lines(report))
-    _finish(report, report_path)
+        tick = _Lines(report, render)
+        runner.run_class(ctx, operation, roster, report, workers=report.workers, tick=tick)
 
 
 class _Lines:
     """Progress for a log instead of a terminal: a line when a student's state is final."""
 
-    def __init__(self, report: ClassReport) -> None:
+    def __init__(self, report: ClassReport, render: Callable[[Outcome], str] | None = None) -> None:
         self.report = report
+        self.render = render or _line
         self.shown: set[str] = set()
 
     def __call__(self) -> None:
         for o in self.report.outcomes:
             if o.student not in self.shown and o.state not in ("queued", "running"):
                 self.shown.add(o.student)
-                seconds = f" after {o.seconds:.0f}s" if o.seconds is not None else ""
-                detail = o.error or o.url or ""
-                console.print(f"{o.student}: {o.state}{seconds} {detail}", highlight=False)
+                console.print(self.render(o), highlight=False, soft_wrap=True)
+
+
+def _line(o: Outcome) -> str:
+    seconds = f" after {o.seconds:.0f}s" if o.seconds is not None else ""
+    return f"{o.student}: {o.state}{seconds} {o.error or o.url or ''}"
 
 
 def _docker_overrides(roster: Roster, env: dict[str, str]) -> dict[str, dict[str, str]]:

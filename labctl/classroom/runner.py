@@ -44,10 +44,10 @@ from lab.names import namespace_values
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
-from labctl.classroom.report import ClassReport, Outcome, one_line
+from labctl.classroom.report import ALREADY_GONE, ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
 
-Operation = Literal["up", "preview", "refresh", "destroy", "status"]
+Operation = Literal["up", "preview", "refresh", "destroy", "status", "reap"]
 
 # Steps that change nothing; the live table shows the others.
 _QUIET_OPS = {OpType.SAME, OpType.READ}
@@ -310,6 +310,22 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.finish("destroyed")
 
 
+def _reap(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    """`destroy` for a class that has ended. A stack that is gone already is no error: never
+    deployed, destroyed and removed before, or emptied by a `pulumi destroy` that kept it (that
+    one is removed now, as `destroy` would have)."""
+    summary = ctx.existing.get(student.stack)
+    if summary is not None and not summary.resource_count and not summary.update_in_progress:
+        outcome.start("stack rm")
+        ctx.ws.remove_stack(student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
+        outcome.finish(ALREADY_GONE)
+        return
+    _destroy(ctx, student, outcome)
+    if outcome.state == "absent":
+        outcome.state = ALREADY_GONE
+
+
 def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     outcome.start("status")
     summary = ctx.existing.get(student.stack)
@@ -342,6 +358,7 @@ _OPERATIONS: dict[Operation, Callable[[RunContext, Student, Outcome], None]] = {
     "refresh": _refresh,
     "destroy": _destroy,
     "status": _status,
+    "reap": _reap,
 }
 
 
