@@ -108,9 +108,11 @@ class _Progress:
             return self.errors[0]
         text = str(err)
         if isinstance(err, CommandError):
-            for line in text.splitlines():
-                if line.strip().startswith("error:"):
-                    return line.strip().removeprefix("error:").strip()
+            for raw in text.splitlines():
+                # CommandError's text puts the CLI's stderr after a "stderr:" label.
+                line = raw.strip().removeprefix("stderr:").strip()
+                if line.startswith("error:"):
+                    return line.removeprefix("error:").strip()
         return text
 
 
