@@ -260,6 +260,7 @@ def _operate(
 ) -> None:
     from labctl import backend, toolchain
     from labctl.classroom import automation, runner
+    from preflight.token import SKIPPED
 
     targets: set[str] = {s.config.target for s in roster.students}
     try:
@@ -288,6 +289,11 @@ def _operate(
     if operation in ("up", "preview"):
         todo = _preflight(roster, ctx, report, env, operation)
     _run(ctx, operation, todo, report)
+    if skipped := [o.student for o in report.outcomes if (o.preflight or "").startswith(SKIPPED)]:
+        report.notes.append(
+            f"preflight: {len(skipped)} student(s)' programs took the class's check instead of "
+            f"reading the cloud again: {', '.join(skipped)}"
+        )
     _finish(report, report_path)
 
 
@@ -363,6 +369,7 @@ def _preflight(
 ) -> Roster:
     """The roster of students that may go ahead; refuses (exits) for class-wide problems."""
     from labctl.classroom import preflight
+    from preflight.token import VARIABLE
 
     # A student whose `up` is done holds what they need already; `check` takes that off too.
     with console.status("preflight: reading the cloud's images, flavors, networks and quota"):
@@ -382,6 +389,12 @@ def _preflight(
         for student, problems in result.per_student.items():
             console.print(f"  {student}: " + "; ".join(problems), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_REFUSED)
+    # The students' programs take this check instead of reading the cloud again (while fresh);
+    # never a token inherited from the shell. Set before any worker reads the workspace.
+    env_vars = {key: value for key, value in ctx.ws.env_vars.items() if key != VARIABLE}
+    if (token := result.token()) is not None:
+        env_vars[VARIABLE] = token
+    ctx.ws.env_vars = env_vars
     if operation == "preview" and result.report is not None:
         console.print(preflight.quota_table(result, all_rows=True))
     by_id = {o.student: o for o in report.outcomes}

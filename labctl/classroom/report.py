@@ -62,6 +62,7 @@ class Outcome:
     health: str | None = None
     error: str | None = None
     changes: dict[str, int] = field(default_factory=dict)
+    preflight: str | None = None  # the program's line on its preflight, when it logged one
 
     @property
     def seconds(self) -> float | None:

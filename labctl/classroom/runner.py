@@ -49,6 +49,8 @@ from labctl.classroom.roster import Roster, Student
 
 Operation = Literal["up", "preview", "refresh", "destroy", "status", "reap"]
 
+# How the program's preflight lines begin (targets/preflight_run.py, preflight/token.py).
+PREFLIGHT_PREFIX = "preflight: "
 # Steps that change nothing; the live table shows the others.
 _QUIET_OPS = {OpType.SAME, OpType.READ}
 
@@ -89,6 +91,9 @@ class _Progress:
             self.done += 1
         elif (diag := event.diagnostic_event) is not None and diag.severity == "error":
             self.errors.append(diag.message)
+        elif diag is not None and diag.message.startswith(PREFLIGHT_PREFIX):
+            # The program's word on its preflight: skipped for the class's check, or read.
+            self.outcome.preflight = diag.message.strip()
         elif (summary := event.summary_event) is not None:
             self.outcome.changes = {
                 op.value if isinstance(op, OpType) else str(op): count
