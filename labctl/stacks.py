@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -26,11 +27,13 @@ def prepare(stack: str, *, for_destroy: bool = False) -> stack_env.PulumiRun:
     toolchain is checked (or built, on a first run), so the two waits overlap.
     """
     config = load(stack)
+    # The first line names the state backend, before the Docker thread may say anything.
+    state = toolchain.announce(os.environ)  # a BackendError is a LabError: one line
     docker = None
     if config.target == "docker" and not for_destroy:
         docker = stack_env.DockerPreparation(config, say=toolchain.console.print)
     try:
-        env = toolchain.ensure({config.target})
+        env = toolchain.ensure({config.target}, state=state)
     except toolchain.ToolchainError as err:
         if docker is not None:
             docker.join()  # let the engine's own steps finish cleanly; their log says how

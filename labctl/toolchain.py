@@ -29,7 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from labctl import stack_env
+from labctl import backend, stack_env
+from labctl.backend import Backend, user_pulumi_home
 from labctl.paths import ROOT, cache_dir, cache_env
 
 BUILD = ROOT / "tools/pulumi-toolchain/build"
@@ -147,10 +148,6 @@ def _cli_version(cli: Path, env: Mapping[str, str]) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def user_pulumi_home(env: Mapping[str, str]) -> Path:
-    return Path(env.get("PULUMI_HOME") or Path(env.get("HOME", str(Path.home()))) / ".pulumi")
-
-
 def plugin_path(home: Path, name: str, version: str) -> Path:
     return home / "plugins" / f"resource-{name}-v{version}" / f"pulumi-resource-{name}"
 
@@ -219,15 +216,19 @@ def _no_cli(env: Mapping[str, str]) -> str:
     return f"no pulumi 3.x CLI on PATH or in {home / '.pulumi/bin'}"
 
 
-def environment(chosen: Plan, built: Built, env: Mapping[str, str]) -> dict[str, str]:
-    """The environment `pulumi` runs in: the chosen CLI first on PATH, its plugins' home, a
-    local backend, no update check, no download behind our back. The user's own backend and
-    passphrase win."""
+def environment(
+    chosen: Plan, built: Built, env: Mapping[str, str], state: Backend | None = None
+) -> dict[str, str]:
+    """The environment `pulumi` runs in: the chosen CLI first on PATH, its plugins' home, the
+    state backend of labctl/backend.py (`state`, decided from `env` when not given) with the
+    login's credentials, no update check, no download behind our back. The user's own
+    passphrase wins."""
     path = [str(built.bin_dir)] if chosen.cli is None or chosen.build else []
     if chosen.cli is not None:
         path.insert(0, str(chosen.cli.parent))
-    state = cache_dir() / "state"
-    state.mkdir(parents=True, exist_ok=True)
+    state = state or backend.decide(env)
+    if state.source == "local":
+        (cache_dir() / "state").mkdir(parents=True, exist_ok=True)
     return {
         **env,
         "PATH": os.pathsep.join([*path, env.get("PATH", os.defpath)]),
@@ -236,38 +237,52 @@ def environment(chosen: Plan, built: Built, env: Mapping[str, str]) -> dict[str,
         # The SDKs list every installed provider (openstack's for a Docker stack too): those not
         # needed are not downloaded, the needed ones are in place.
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_BACKEND_URL": env.get("PULUMI_BACKEND_URL") or state.as_uri(),
+        **state.environment(),
         # The empty passphrase is the local-backend convention the shipped stack files' salt is
         # made for; set PULUMI_CONFIG_PASSPHRASE yourself (and use your own stack) to encrypt.
         "PULUMI_CONFIG_PASSPHRASE": env.get("PULUMI_CONFIG_PASSPHRASE", ""),
     }
 
 
-def ensure(targets: set[str], *, build: Builder | None = None) -> dict[str, str]:
-    """Install or build what is missing for stacks of these targets; return the environment."""
+def announce(env: Mapping[str, str]) -> Backend:
+    """Decide the state backend and say so: every command's first line."""
+    state = backend.decide(env)
+    console.print(state.line(), markup=False)
+    return state
+
+
+def ensure(
+    targets: set[str], *, build: Builder | None = None, state: Backend | None = None
+) -> dict[str, str]:
+    """Install or build what is missing for stacks of these targets; return the environment.
+    The state backend is `state` when the caller announced it already, else announced here."""
     env = dict(os.environ)
+    state = state or announce(env)
     built = built_paths()
     chosen = plan(targets, env, built)
     console.print(chosen.summary())
     if chosen.build:
         # The build installs plugins with the chosen CLI when it builds none of its own.
-        build_env = environment(chosen, built, env)
+        build_env = environment(chosen, built, env, state)
         (build or run_build)(chosen.build, build_env)
-    return stack_env.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env, state))
 
 
-def pulumi_environment() -> dict[str, str]:
+def pulumi_environment(state: Backend | None = None) -> dict[str, str]:
     """The environment of whatever is there now, for stacks of any target, installing and
-    building nothing: for read-only commands (`pulumi stack output`) and scripts/pulumi-env."""
+    building nothing: for read-only commands (`pulumi stack output`) and scripts/pulumi-env.
+    Names the state backend first (on stderr), as every command does."""
     env = dict(os.environ)
+    state = state or announce(env)
     built = built_paths()
     chosen = plan(set(PROVIDERS), env, built, install=False)
-    return stack_env.engine_env(environment(chosen, built, env))
+    return stack_env.engine_env(environment(chosen, built, env, state))
 
 
 def print_exports() -> None:
     """`export` lines for what pulumi_environment() sets or changes (scripts/pulumi-env)."""
-    for key, value in pulumi_environment().items():
+    state = announce(os.environ)
+    for key, value in state.for_shell(pulumi_environment(state)).items():
         if os.environ.get(key) != value:
             print(f"export {key}={shlex.quote(value)}")
 

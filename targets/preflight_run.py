@@ -23,6 +23,7 @@ from preflight.connection import (
     credentials_present,
 )
 from preflight.reading import read_cloud
+from preflight.token import VARIABLE, digest, judge
 from targets.config_source import read_namespace
 
 PROVIDER = "openstack"
@@ -45,6 +46,13 @@ def run_preflight(config: LabConfig) -> None:
         pulumi.log.info(f"No OpenStack credentials: {NOT_CHECKED_OFFLINE}")
         return
     stack = pulumi.get_stack()
+    if (token := os.environ.get(VARIABLE)) is not None:
+        # `lab class up` checked this very stack moments ago (preflight/token.py says when the
+        # token counts); the line says which way it went, in the program's own output.
+        verdict = judge(token, stack, digest(stack, config, provider, os.environ))
+        pulumi.log.info(verdict.line)
+        if verdict.skip:
+            return
     try:
         conn, cloud = connect(os.environ, provider)
     except CloudNotAnswering as err:

@@ -14,7 +14,6 @@ runs `pulumi stack select` (its `select_stack` only checks that the stack exists
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
 from lab.names import config_key
 from labctl import stack_env, toolchain
+from labctl.backend import Backend
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir, stack_file_name
 
@@ -52,31 +52,11 @@ def class_dir(roster: Roster) -> Path:
     return cache_dir() / "classes" / f"{slug}-{digest}"
 
 
-def login_backend(environ: Mapping[str, str]) -> str | None:
-    """The backend of the user's `pulumi login`, when PULUMI_BACKEND_URL does not name one.
-
-    The toolchain's environment points PULUMI_BACKEND_URL at a local state directory whenever
-    the user has not set it, which would hide a `pulumi login` (kept in the user's
-    credentials.json); a class shared through a login must not silently land elsewhere.
-    """
-    if environ.get("PULUMI_BACKEND_URL"):
-        return None
-    user_home = Path(environ.get("HOME") or Path.home())
-    home = Path(environ.get("PULUMI_HOME") or user_home / ".pulumi")
-    try:
-        current = json.loads((home / "credentials.json").read_text()).get("current")
-    except (OSError, ValueError):
-        return None
-    return str(current) if current else None
-
-
-def pulumi_environment(targets: set[str]) -> dict[str, str]:
-    """The toolchain's environment (built when missing), with a Docker engine if a student
-    deploys on Docker, and the backend of the user's PULUMI_BACKEND_URL or `pulumi login`."""
-    login = login_backend(os.environ)
-    env = toolchain.ensure(targets)
-    if login is not None:
-        env["PULUMI_BACKEND_URL"] = login
+def pulumi_environment(targets: set[str], state: Backend | None = None) -> dict[str, str]:
+    """The toolchain's environment (built when missing; its first line names the state
+    backend, labctl/backend.py, unless the caller did: `state`), with a Docker engine if a
+    student deploys on Docker."""
+    env = toolchain.ensure(targets, state=state)
     if "docker" in targets:
         env = stack_env.ensure_docker(env)
     return env

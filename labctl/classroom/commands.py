@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,9 +18,10 @@ from rich.console import Console
 from rich.live import Live
 
 from labctl.classroom.health import health_check
-from labctl.classroom.report import ClassReport, failed, summary, table, write_report
+from labctl.classroom.report import ClassReport, Outcome, failed, summary, table, write_report
 
 if TYPE_CHECKING:
+    from labctl.backend import Backend
     from labctl.classroom.roster import Roster
     from labctl.classroom.runner import Operation, RunContext
 
@@ -161,6 +164,92 @@ def status(
     _operate("status", _load(roster, only), workers, report)
 
 
+@class_app.command()
+def reap(
+    rosters: Annotated[
+        list[Path],
+        typer.Argument(help="Class rosters (YAML); those past their `ends:` are destroyed."),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be destroyed; change nothing.")
+    ] = False,
+    workers: WorkersOpt = None,
+) -> None:
+    """Destroy the stacks of every class that has ended (the roster's `ends:`), for cron.
+
+    Exit status: 0 when every ended class is gone (a stack gone already counts), 1 when a
+    destroy failed, 2 when a roster is invalid (the others are reaped all the same)."""
+    from labctl import backend, toolchain
+    from labctl.classroom.roster import RosterError, load_roster
+    from labctl.classroom.schedule import reap_verdict
+
+    now = datetime.now(UTC)
+    try:
+        state = toolchain.announce(os.environ)  # the first line: where the stacks are
+    except backend.BackendError as err:
+        console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    code = 0
+    ended: list[Roster] = []
+    for path in rosters:
+        try:
+            roster = load_roster(path)
+        except RosterError as err:
+            console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+            code = EXIT_INVALID
+            continue
+        go, line = reap_verdict(roster.name, roster.ends, now)
+        console.print(line, highlight=False, soft_wrap=True)
+        if go:
+            ended.append(roster)
+    if not ended:
+        raise typer.Exit(code)
+    failures = _reap(ended, state, workers, dry_run=dry_run)
+    raise typer.Exit(EXIT_FAILED if failures else code)
+
+
+def _reap(rosters: list[Roster], state: Backend, workers: int | None, *, dry_run: bool) -> int:
+    """Destroy (or, dry, list) the stacks of these ended classes; the number of failures."""
+    from labctl import backend, toolchain
+    from labctl.classroom import automation, runner
+    from labctl.classroom.report import ALREADY_GONE, freed
+
+    targets: set[str] = {s.config.target for roster in rosters for s in roster.students}
+    try:
+        env = automation.pulumi_environment(targets, state=state)
+    except (toolchain.ToolchainError, backend.BackendError) as err:
+        console.print(f"[red]lab class reap:[/red] {err}", highlight=False, soft_wrap=True)
+        return 1
+    failures = 0
+    for roster in rosters:
+        ws = automation.open_workspace(roster, env)
+        existing = automation.existing_stacks(ws)
+        if dry_run:
+            for s in roster.students:
+                found = existing.get(s.stack)
+                count = (found.resource_count or 0) if found is not None else 0
+                console.print(
+                    f"  {s.id}: would destroy {count} resources"
+                    if count
+                    else f"  {s.id}: {ALREADY_GONE}",
+                    highlight=False,
+                )
+            continue
+        ctx = runner.RunContext(ws, existing, env=env, defaults=automation.project_defaults())
+        count = workers or default_workers(len(roster.students))
+        report = ClassReport(roster.name, "reap", runner.outcomes_for(roster), count)
+        _run(ctx, "reap", roster, report, render=freed)
+        if console.is_terminal:  # the live table is gone; a log has had these lines already
+            for outcome in report.outcomes:
+                console.print(freed(outcome), highlight=False, soft_wrap=True)
+        for line in summary(report):
+            console.print(line, highlight=False, soft_wrap=True)
+        failures += len(failed(report))
+        if report.interrupted:
+            raise typer.Exit(EXIT_INTERRUPTED)
+    return failures
+
+
 def _operate(
     operation: Operation,
     roster: Roster,
@@ -169,13 +258,14 @@ def _operate(
     *,
     force: bool = False,
 ) -> None:
-    from labctl import toolchain
+    from labctl import backend, toolchain
     from labctl.classroom import automation, runner
+    from preflight.token import SKIPPED
 
     targets: set[str] = {s.config.target for s in roster.students}
     try:
         env = automation.pulumi_environment(targets)
-    except toolchain.ToolchainError as err:
+    except (toolchain.ToolchainError, backend.BackendError) as err:
         console.print(f"[red]lab class:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
     ws = automation.open_workspace(roster, env)
@@ -191,42 +281,76 @@ def _operate(
     count = workers or default_workers(len(roster.students))
     report = ClassReport(roster.name, operation, runner.outcomes_for(roster), count)
     console.print(
-        f"class {roster.name}: {len(roster.students)} students, state in "
-        f"{env.get('PULUMI_BACKEND_URL') or '(pulumi login)'}, stack files in {ws.work_dir}",
+        f"class {roster.name}: {len(roster.students)} students{_ending(roster)}, "
+        f"stack files in {ws.work_dir}",
         highlight=False,
     )
     todo = roster
     if operation in ("up", "preview"):
         todo = _preflight(roster, ctx, report, env, operation)
+    _run(ctx, operation, todo, report)
+    if skipped := [o.student for o in report.outcomes if (o.preflight or "").startswith(SKIPPED)]:
+        report.notes.append(
+            f"preflight: {len(skipped)} student(s)' programs took the class's check instead of "
+            f"reading the cloud again: {', '.join(skipped)}"
+        )
+    _finish(report, report_path)
+
+
+def _ending(roster: Roster, now: datetime | None = None) -> str:
+    """', ends in 3 days (...)' or ', ended 2 hours ago (...)': nothing when the roster has
+    no `ends`."""
+    from labctl.classroom.schedule import time_left
+
+    if roster.ends is None:
+        return ""
+    return ", " + time_left(roster.ends, now or datetime.now(UTC))
+
+
+def _run(
+    ctx: RunContext,
+    operation: Operation,
+    roster: Roster,
+    report: ClassReport,
+    render: Callable[[Outcome], str] | None = None,
+) -> None:
+    """The students' operation, shown live on a terminal, one line per student in a log
+    (`render`ed, when given)."""
+    from labctl.classroom import runner
+
     if console.is_terminal:
         with Live(table(report, live=True), console=console, transient=True) as live:
             runner.run_class(
                 ctx,
                 operation,
-                todo,
+                roster,
                 report,
-                workers=count,
+                workers=report.workers,
                 tick=lambda: live.update(table(report, live=True)),
             )
     else:  # a log: one line per student as they finish
-        runner.run_class(ctx, operation, todo, report, workers=count, tick=_Lines(report))
-    _finish(report, report_path)
+        tick = _Lines(report, render)
+        runner.run_class(ctx, operation, roster, report, workers=report.workers, tick=tick)
 
 
 class _Lines:
     """Progress for a log instead of a terminal: a line when a student's state is final."""
 
-    def __init__(self, report: ClassReport) -> None:
+    def __init__(self, report: ClassReport, render: Callable[[Outcome], str] | None = None) -> None:
         self.report = report
+        self.render = render or _line
         self.shown: set[str] = set()
 
     def __call__(self) -> None:
         for o in self.report.outcomes:
             if o.student not in self.shown and o.state not in ("queued", "running"):
                 self.shown.add(o.student)
-                seconds = f" after {o.seconds:.0f}s" if o.seconds is not None else ""
-                detail = o.error or o.url or ""
-                console.print(f"{o.student}: {o.state}{seconds} {detail}", highlight=False)
+                console.print(self.render(o), highlight=False, soft_wrap=True)
+
+
+def _line(o: Outcome) -> str:
+    seconds = f" after {o.seconds:.0f}s" if o.seconds is not None else ""
+    return f"{o.student}: {o.state}{seconds} {o.error or o.url or ''}"
 
 
 def _docker_overrides(roster: Roster, env: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -245,6 +369,7 @@ def _preflight(
 ) -> Roster:
     """The roster of students that may go ahead; refuses (exits) for class-wide problems."""
     from labctl.classroom import preflight
+    from preflight.token import VARIABLE
 
     # A student whose `up` is done holds what they need already; `check` takes that off too.
     with console.status("preflight: reading the cloud's images, flavors, networks and quota"):
@@ -264,6 +389,12 @@ def _preflight(
         for student, problems in result.per_student.items():
             console.print(f"  {student}: " + "; ".join(problems), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_REFUSED)
+    # The students' programs take this check instead of reading the cloud again (while fresh);
+    # never a token inherited from the shell. Set before any worker reads the workspace.
+    env_vars = {key: value for key, value in ctx.ws.env_vars.items() if key != VARIABLE}
+    if (token := result.token()) is not None:
+        env_vars[VARIABLE] = token
+    ctx.ws.env_vars = env_vars
     if operation == "preview" and result.report is not None:
         console.print(preflight.quota_table(result, all_rows=True))
     by_id = {o.student: o for o in report.outcomes}

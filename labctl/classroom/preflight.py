@@ -21,6 +21,7 @@ from preflight.checks import QuotaRow, Report, check
 from preflight.connection import CloudUnreachable, connect
 from preflight.facts import UNLIMITED
 from preflight.reading import read_cloud
+from preflight.token import digest, issue
 
 # Problems with these keys concern every student: the run is refused.
 CLASS_WIDE_KEYS = frozenset({"quota"})
@@ -32,6 +33,16 @@ class ClassPreflight:
     report: Report | None  # None: no OpenStack student, nothing to check
     refused: str | None = None  # why the whole class is refused, if it is
     per_student: Mapping[str, list[str]] = field(default_factory=dict)  # id -> problems
+    checked_at: float = 0.0  # when the read of the cloud began (time.time())
+    digests: Mapping[str, str] = field(default_factory=dict)  # stack -> what was checked
+
+    def token(self) -> str | None:
+        """For the programs of the students that passed: skip their own read of the cloud
+        (preflight/token.py); None when nothing was checked or the class was refused."""
+        if self.report is None or self.refused is not None:
+            return None
+        passed = {s: d for s, d in self.digests.items() if s not in self.per_student}
+        return issue(self.checked_at, self.cloud, passed)
 
     @property
     def shortfalls(self) -> list[QuotaRow]:
@@ -47,6 +58,10 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
         conn, cloud = connect(env, {})
     except CloudUnreachable as err:
         return ClassPreflight("", None, refused=str(err))
+    checked_at = time.time()  # the facts are at least as old as the read's start
+    # What each program will digest on its side: the students' stacks carry no openstack:*
+    # settings (a roster's keys are the project's), so the provider's settings are empty.
+    digests = {stack: digest(stack, config, {}, env) for stack, config in stacks}
     try:
         report = check(read_cloud(conn, cloud), stacks)
     finally:
@@ -66,7 +81,7 @@ def run(roster: Roster, students: Sequence[Student], env: Mapping[str, str]) -> 
             where = student.line_of(bare_key(problem.key) or problem.key) if student else "?"
             per_student.setdefault(stack, []).append(f"line {where}: {text}")
     refused = "\n".join(class_wide) if class_wide else None
-    return ClassPreflight(cloud, report, refused, per_student)
+    return ClassPreflight(cloud, report, refused, per_student, checked_at, digests)
 
 
 def quota_table(result: ClassPreflight, *, all_rows: bool = False) -> Table:

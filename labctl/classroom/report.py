@@ -16,14 +16,17 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+# `lab class reap`'s word for a student whose stack was gone before it came.
+ALREADY_GONE = "already gone"
 # Final states that count as success for the command's exit code.
-GOOD_STATES = frozenset({"deployed", "destroyed", "absent", "previewed", "refreshed"})
+GOOD_STATES = frozenset({"deployed", "destroyed", "absent", ALREADY_GONE, "previewed", "refreshed"})
 _STYLE = {
     "deployed": "green",
     "destroyed": "green",
     "previewed": "green",
     "refreshed": "green",
     "absent": "dim",
+    ALREADY_GONE: "dim",
     "running": "cyan",
     "queued": "dim",
     "failed": "red",
@@ -59,6 +62,7 @@ class Outcome:
     health: str | None = None
     error: str | None = None
     changes: dict[str, int] = field(default_factory=dict)
+    preflight: str | None = None  # the program's line on its preflight, when it logged one
 
     @property
     def seconds(self) -> float | None:
@@ -176,6 +180,16 @@ def summary(report: ClassReport) -> list[str]:
         counts[outcome.state] = counts.get(outcome.state, 0) + 1
     line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     return [f"{report.operation}: {line} in {report.seconds:.0f}s", *report.notes]
+
+
+def freed(outcome: Outcome) -> str:
+    """What a reap did for one student, from the engine's summary of the destroy."""
+    if outcome.state == "destroyed":
+        count = outcome.changes.get("delete", 0)
+        return f"{outcome.student}: destroyed, {count} resource{'' if count == 1 else 's'} freed"
+    if outcome.error:
+        return f"{outcome.student}: {outcome.state}: {outcome.error}"
+    return f"{outcome.student}: {outcome.state}"
 
 
 def failed(report: ClassReport) -> Sequence[Outcome]:

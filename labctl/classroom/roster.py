@@ -1,6 +1,7 @@
 """A class roster: one YAML file, one entry per student, validated by the stack files' model.
 
     class: cloud-2026-a            # optional; names the class in reports (default: file name)
+    ends: 2027-01-15T18:00 Europe/Paris   # optional; `lab class reap` destroys it after that
     defaults:                      # any stack-file key, for every student
       target: openstack
       externalNetwork: public
@@ -25,6 +26,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,9 @@ import yaml
 
 from lab.config import ConfigError, LabConfig, load_config
 from lab.names import config_key
+from labctl.classroom.schedule import EndError, parse_end
 
-TOP_LEVEL_KEYS = ("class", "defaults", "students")
+TOP_LEVEL_KEYS = ("class", "ends", "defaults", "students")
 # Keys of an entry that are not stack-file keys. `student` is spelled `id` in a roster.
 ENTRY_ID = "id"
 
@@ -72,6 +75,7 @@ class Roster:
     name: str
     students: tuple[Student, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
+    ends: datetime | None = None  # when the class ends (zone-aware); None: it does not say
 
     def select(self, ids: Iterable[str]) -> Roster:
         """The same class restricted to some students (`--only`)."""
@@ -82,7 +86,7 @@ class Roster:
                 self.path, [f"no student {i!r} in the roster" for i in sorted(unknown)]
             )
         kept = tuple(s for s in self.students if s.id in wanted)
-        return Roster(self.path, self.name, kept, self.defaults)
+        return Roster(self.path, self.name, kept, self.defaults, self.ends)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -191,6 +195,8 @@ def load_roster(path: Path) -> Roster:
         else:
             problems.add(_line(top.values["class"]), "class: expected the class's name")
 
+    ends = _ends(top.values["ends"], problems) if "ends" in top.values else None
+
     defaults = _Mapping(yaml.MappingNode("tag:yaml.org,2002:map", []))
     if "defaults" in top.values:
         defaults = _mapping(top.values["defaults"], "defaults", problems) or defaults
@@ -211,7 +217,20 @@ def load_roster(path: Path) -> Roster:
         if not students and not top.values["students"].value:
             problems.add(_line(top.values["students"]), "students: the list is empty")
     problems.raise_if_any()
-    return Roster(path, name, tuple(students), default_values)
+    return Roster(path, name, tuple(students), default_values, ends)
+
+
+def _ends(node: yaml.Node, problems: _Collector) -> datetime | None:
+    # The text as written, not YAML's reading of it: YAML turns some forms into timestamps
+    # (naive ones among them) and leaves others strings.
+    if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
+        problems.add(_line(node), "ends: expected a date and time with its zone")
+        return None
+    try:
+        return parse_end(str(node.value))
+    except EndError as err:
+        problems.add(_line(node), f"ends: {err}")
+        return None
 
 
 def _students(
@@ -341,4 +360,4 @@ def write_roster(
         staged.unlink()
         raise RosterError(path, [p.replace(staged.name, path.name) for p in err.problems]) from None
     staged.rename(path)
-    return Roster(path, roster.name, roster.students, roster.defaults)
+    return Roster(path, roster.name, roster.students, roster.defaults, roster.ends)

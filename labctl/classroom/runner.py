@@ -44,11 +44,13 @@ from lab.names import namespace_values
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
-from labctl.classroom.report import ClassReport, Outcome, one_line
+from labctl.classroom.report import ALREADY_GONE, ClassReport, Outcome, one_line
 from labctl.classroom.roster import Roster, Student
 
-Operation = Literal["up", "preview", "refresh", "destroy", "status"]
+Operation = Literal["up", "preview", "refresh", "destroy", "status", "reap"]
 
+# How the program's preflight lines begin (targets/preflight_run.py, preflight/token.py).
+PREFLIGHT_PREFIX = "preflight: "
 # Steps that change nothing; the live table shows the others.
 _QUIET_OPS = {OpType.SAME, OpType.READ}
 
@@ -89,6 +91,9 @@ class _Progress:
             self.done += 1
         elif (diag := event.diagnostic_event) is not None and diag.severity == "error":
             self.errors.append(diag.message)
+        elif diag is not None and diag.message.startswith(PREFLIGHT_PREFIX):
+            # The program's word on its preflight: skipped for the class's check, or read.
+            self.outcome.preflight = diag.message.strip()
         elif (summary := event.summary_event) is not None:
             self.outcome.changes = {
                 op.value if isinstance(op, OpType) else str(op): count
@@ -108,9 +113,11 @@ class _Progress:
             return self.errors[0]
         text = str(err)
         if isinstance(err, CommandError):
-            for line in text.splitlines():
-                if line.strip().startswith("error:"):
-                    return line.strip().removeprefix("error:").strip()
+            for raw in text.splitlines():
+                # CommandError's text puts the CLI's stderr after a "stderr:" label.
+                line = raw.strip().removeprefix("stderr:").strip()
+                if line.startswith("error:"):
+                    return line.removeprefix("error:").strip()
         return text
 
 
@@ -310,6 +317,22 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         outcome.finish("destroyed")
 
 
+def _reap(ctx: RunContext, student: Student, outcome: Outcome) -> None:
+    """`destroy` for a class that has ended. A stack that is gone already is no error: never
+    deployed, destroyed and removed before, or emptied by a `pulumi destroy` that kept it (that
+    one is removed now, as `destroy` would have)."""
+    summary = ctx.existing.get(student.stack)
+    if summary is not None and not summary.resource_count and not summary.update_in_progress:
+        outcome.start("stack rm")
+        ctx.ws.remove_stack(student.stack)
+        automation.remove_stack_file(ctx.ws, student.stack)
+        outcome.finish(ALREADY_GONE)
+        return
+    _destroy(ctx, student, outcome)
+    if outcome.state == "absent":
+        outcome.state = ALREADY_GONE
+
+
 def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     outcome.start("status")
     summary = ctx.existing.get(student.stack)
@@ -342,6 +365,7 @@ _OPERATIONS: dict[Operation, Callable[[RunContext, Student, Outcome], None]] = {
     "refresh": _refresh,
     "destroy": _destroy,
     "status": _status,
+    "reap": _reap,
 }
 
 

@@ -1,8 +1,9 @@
 """`lab class` against the local OpenStack (tools/testcloud): a whole class through the real
 engine and provider, driven by the Automation API, checked with openstacksdk.
 
-- a class of three (single, client, client): up, status (all deployed), a second up that
-  touches nobody, destroy (every resource of those students gone, no stack left);
+- a class of three (single, client, client): up (each program takes the class's preflight
+  instead of reading the cloud again), status (all deployed), a second up that touches nobody,
+  destroy (every resource of those students gone, no stack left);
 - a class that does not fit a lowered quota is refused before anything exists;
 - a class where one entry names a missing image: that student is reported, the others deploy;
 - Ctrl-C in the middle of `up`, then the same `up` again: converged, nothing duplicated.
@@ -272,6 +273,8 @@ def test_a_class_of_three_up_status_and_destroy(
     for student, topology in zip(students, ("single", "client", "client"), strict=True):
         row = up.row(student)
         assert row["action"] == "up"
+        # The program took the class's preflight instead of reading the cloud again.
+        assert row["preflight"].startswith("preflight: checked by lab class at "), row
         assert_deployed(member, student, topology, row["url"])
         # The test cloud has no data plane: the front end's address answers nothing.
         assert row["health"], row

@@ -17,7 +17,7 @@ import pytest
 
 from lab.quota import FlavorSize, stack_needs, total_needs
 from lab.topology import build_topology
-from labctl.classroom import automation, commands, runner
+from labctl.classroom import commands, runner
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.report import ClassReport, Outcome, write_report
 from labctl.classroom.roster import Roster, RosterError, load_roster, read_ids, write_roster
@@ -426,22 +426,6 @@ def test_report_as_json_and_csv(tmp_path: Path) -> None:
         ("cls-a", "deployed", "unreachable"),
         ("cls-b", "failed", ""),
     ]
-
-
-# --- the backend ------------------------------------------------------------------------------
-
-
-def test_a_pulumi_login_is_used_unless_pulumi_backend_url_names_one(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    (home / ".pulumi").mkdir(parents=True)
-    (home / ".pulumi" / "credentials.json").write_text(
-        json.dumps({"current": "s3://class-state?endpoint=minio:9000", "accounts": {}})
-    )
-    assert automation.login_backend({"HOME": str(home)}) == "s3://class-state?endpoint=minio:9000"
-    explicit = {"HOME": str(home), "PULUMI_BACKEND_URL": "file:///mnt/shared/state"}
-    assert automation.login_backend(explicit) is None
-    assert automation.login_backend({"HOME": str(tmp_path / "nobody")}) is None
-    assert automation.login_backend({"HOME": str(home), "PULUMI_HOME": str(tmp_path)}) is None
 
 
 def test_a_programs_traceback_is_reduced_to_its_exception() -> None:

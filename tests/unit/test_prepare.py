@@ -34,7 +34,7 @@ def test_base_image_is_built_while_the_toolchain_builds(
     docker_started, toolchain_done = threading.Event(), threading.Event()
     said: list[str] = []
 
-    def ensure(targets: set[str]) -> dict[str, str]:
+    def ensure(targets: set[str], **_: object) -> dict[str, str]:
         assert targets == {"docker"}
         # Serial steps would leave this waiting for nothing: the docker side starts only later.
         assert docker_started.wait(10), "the Docker preparation did not start during the build"
@@ -56,7 +56,7 @@ def test_base_image_is_built_while_the_toolchain_builds(
     monkeypatch.setattr(toolchain, "ensure", ensure)
     monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
     monkeypatch.setattr(stack_env, "base_image_override", base_image)
-    monkeypatch.setattr(toolchain.console, "print", lambda text: said.append(str(text)))
+    monkeypatch.setattr(toolchain.console, "print", lambda text, **_: said.append(str(text)))
 
     run = stacks.prepare("dev")
 
@@ -65,7 +65,8 @@ def test_base_image_is_built_while_the_toolchain_builds(
     assert run.config_args[0] == "--config-file"
     override = Path(run.config_args[1]).read_text()
     assert f"calculator-lab:dockerBaseImage: {stack_env.LOCAL_BASE_IMAGE}" in override
-    assert said[0].startswith("lab: building the local base image (meanwhile; log: ")
+    assert said[0].startswith("lab: state backend ")  # before the Docker thread says anything
+    assert said[1].startswith("lab: building the local base image (meanwhile; log: ")
     assert said[-1].startswith("lab: Docker engine and base image ready in ")
 
 
@@ -76,7 +77,7 @@ def test_a_failed_docker_step_names_its_log(
         print("docker-engine: start: dockerd did not answer", file=log)  # type: ignore[call-overload]
         raise subprocess.CalledProcessError(1, ["docker-engine", "start"])
 
-    monkeypatch.setattr(toolchain, "ensure", lambda targets: {})
+    monkeypatch.setattr(toolchain, "ensure", lambda targets, **_: {})
     monkeypatch.setattr(stack_env, "ensure_docker", ensure_docker)
     with pytest.raises(LabError) as failed:
         stacks.prepare("dev")
@@ -91,7 +92,7 @@ def test_a_failed_build_waits_for_the_docker_side_and_reports_the_build(
 ) -> None:
     finished = threading.Event()
 
-    def ensure(targets: set[str]) -> dict[str, str]:
+    def ensure(targets: set[str], **_: object) -> dict[str, str]:
         raise toolchain.ToolchainError("tools/pulumi-toolchain/build failed")
 
     def ensure_docker(env: dict[str, str], log: object, say: object) -> dict[str, str]:
@@ -113,7 +114,7 @@ def test_down_prepares_no_base_image(
     def refuse(*args: object) -> None:
         raise AssertionError("destroy must not start the engine or build an image")
 
-    monkeypatch.setattr(toolchain, "ensure", lambda targets: {"PATH": "/toolchain/bin"})
+    monkeypatch.setattr(toolchain, "ensure", lambda targets, **_: {"PATH": "/toolchain/bin"})
     monkeypatch.setattr(stack_env, "ensure_docker", refuse)
     monkeypatch.setattr(stack_env, "base_image_override", refuse)
     run = stacks.prepare("dev", for_destroy=True)
