@@ -23,6 +23,7 @@ from decimal import (
 )
 from typing import Final, Literal
 
+from calculator.compat import slotted
 from calculator.errors import ArithmeticFault, CalcError, LimitError
 
 Operator = Literal["+", "-", "*", "/"]
@@ -50,7 +51,8 @@ def exact_context() -> Context:
     return _EXACT.copy()
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Limits:
     """Bounds on what one request may ask for; all positive."""
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
+from calculator.compat import TIMEOUT_ERRORS
 from calculator.errors import ServiceError
 
 _CONTENT_LENGTH: Final = b"\r\ncontent-length:"
@@ -191,7 +192,7 @@ class ServicePool:
         if isinstance(error, ConnectionRefusedError):
             message = f"{self.name} service at {self.url} refused the connection (is it running?)"
             failure = ServiceError(self.name, message, status=502)
-        elif isinstance(error, TimeoutError):
+        elif isinstance(error, TIMEOUT_ERRORS):
             failure = self.timeout_error()
         else:
             reason = getattr(error, "strerror", None) or type(error).__name__

@@ -9,6 +9,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from calculator.arith import Limits
+from calculator.compat import slotted
 
 SERVICES: Final = ("sum", "sub", "mul", "div")
 ROLES: Final = ("front", *SERVICES)
@@ -26,7 +27,8 @@ class ConfigError(ValueError):
     """An environment variable has a value the calculator cannot use."""
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Settings:
     role: str
     host: str

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from calculator import arith
 from calculator.client import Call, ServicePool
+from calculator.compat import TIMEOUT_ERRORS, slotted
 from calculator.config import SERVICES, Settings
 from calculator.errors import CalcError, ServiceError
 from calculator.evaluate import operations
@@ -35,7 +36,8 @@ _STATIC: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-@dataclass(slots=True)
+@slotted
+@dataclass
 class CallRecord:
     """One service call as the web page and the JSON answer show it."""
 
@@ -51,7 +53,8 @@ class CallRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Outcome:
     """An evaluation's value (as the services wrote it), or the error that stopped it."""
 
@@ -265,7 +268,7 @@ class RemoteEvaluator:
             return text, None
         if status == 400:
             # The service judged the operands: pass its verdict on, saying where it applies.
-            message = text.removeprefix("error:").strip()
+            message = (text[len("error:") :] if text.startswith("error:") else text).strip()
             where = f"{service} service, '{node.op}' at position {node.position}"
             return "", CalcError(f"{message} ({where})", status=400, position=node.position)
         url = self.pools[service].url
@@ -278,7 +281,7 @@ class RemoteEvaluator:
         timeout = min(self.settings.timeout, 2.0)
         names = list(self.pools)
         entries = await asyncio.gather(*(self._probe(name, timeout) for name in names))
-        return dict(zip(names, entries, strict=True))
+        return dict(zip(names, entries))
 
     async def _probe(self, name: str, timeout: float) -> dict[str, Any]:
         pool = self.pools[name]
@@ -287,7 +290,7 @@ class RemoteEvaluator:
         try:
             status = await asyncio.wait_for(self._get_health(pool), timeout)
             entry["status"] = "ok" if status == 200 else f"HTTP {status}"
-        except TimeoutError:
+        except TIMEOUT_ERRORS:
             entry["status"] = "down"
             entry["error"] = f"no answer within {timeout:g} s"
         except ConnectionRefusedError:

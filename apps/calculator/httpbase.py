@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 import re
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final, Protocol
@@ -35,7 +36,12 @@ _MAX_HEAD: Final = 16 * 1024
 _SWEEP_S: Final = 0.2
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
 _LENGTH: Final = re.compile(r"[0-9]{1,15}", re.ASCII)
-_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
+# RFC 9110's name for 413, which Python's table says only from 3.13 on: every interpreter
+# writes the same status lines.
+_PHRASES: Final = {
+    **{status.value: status.phrase for status in HTTPStatus},
+    413: "Content Too Large",
+}
 _ENCODE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
@@ -77,7 +83,7 @@ def _timestamp() -> str:
     now = time.time()
     millis = int(now * 1000)
     if millis != _STAMP[0]:
-        moment = datetime.fromtimestamp(millis / 1000, UTC)
+        moment = datetime.fromtimestamp(millis / 1000, timezone.utc)
         _STAMP[:] = [millis, moment.isoformat(timespec="milliseconds")]
     return str(_STAMP[1])
 
@@ -527,6 +533,8 @@ class CalcServer:
                 "host": host,
                 "port": port,
                 "version": __version__,
+                # The VM image's own python3 runs us: say which, for the operator and the tests.
+                "python": platform.python_version(),
             }
         )
         return host, port

@@ -21,22 +21,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal, Union
 
 from calculator.arith import Limits, Operator
+from calculator.compat import slotted
 from calculator.errors import LimitError, ParseError
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Number:
     """A literal (possibly negated) operand."""
 
     value: Decimal
     position: int
-    depth: int = field(default=0, init=False)
+    #: A literal is a leaf: every Number has depth 0.
+    depth: ClassVar[int] = 0
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Operation:
     """A binary operation; ``position`` is the operator's column (or the unary minus's)."""
 
@@ -50,7 +54,7 @@ class Operation:
         object.__setattr__(self, "depth", 1 + max(self.left.depth, self.right.depth))
 
 
-Expr = Number | Operation
+Expr = Union[Number, Operation]
 
 TokenKind = Literal["number", "op", "(", ")", "end", "bad"]
 
@@ -64,7 +68,8 @@ EXPECT_OPERATOR_OR_END: Final = "an operator or end of input"
 EXPECT_OPERATOR_OR_CLOSE: Final = "an operator or ')'"
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Token:
     kind: TokenKind
     text: str

@@ -24,10 +24,15 @@ from typing import Any
 #: older commit's ``apps``, to see which tests fail on it).
 APPS = Path(os.environ.get("CALC_TEST_APPS") or Path(__file__).resolve().parents[2] / "apps")
 SERVICES = ("sum", "sub", "mul", "div")
+#: The interpreter the calculator's processes run on: the tests' own unless CALCLAB_APP_PYTHON
+#: names another (scripts/test-all runs these tests again on the oldest and newest Python the
+#: calculator supports, while pytest itself stays on the project's).
+APP_PYTHON = os.environ.get("CALCLAB_APP_PYTHON") or sys.executable
 
 
 class Process:
-    """One ``python3 -m calculator <role>`` with its stderr collected line by line."""
+    """One ``python3 -m calculator <role>`` (python3 being APP_PYTHON) with its stderr collected
+    line by line."""
 
     def __init__(
         self,
@@ -48,7 +53,7 @@ class Process:
             **self.extra_env,
         }
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "calculator", role],
+            [APP_PYTHON, "-m", "calculator", role],
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
