@@ -417,6 +417,52 @@ def test_services_answer_on_their_fixed_addresses(lab: Lab) -> None:
         assert reply.text.strip() == SERVICE_CHECK[node.role], node.role
 
 
+# --- the extra guests, while running: other Debian releases, a guest that cannot run -------
+
+
+def _extra(lab: Lab, name: str) -> ExtraGuest:
+    if name not in lab.extras:
+        pytest.skip(f"{name}'s image is not built (see _extras_to_boot)")
+    return lab.extras[name]
+
+
+@pytest.mark.parametrize("name", [e.name for e in EXTRA_GUESTS if e.fit])
+def test_other_debian_releases_serve_their_role(lab: Lab, name: str) -> None:
+    extra = _extra(lab, name)
+    ip = str(lab.plan.guest(name).ip)
+    port = lab.node(extra.role).port
+    reply = http_request(lab.probe_netns(extra.role), ip, port, body="6 3")
+    assert (reply.status, reply.text.strip()) == (200, SERVICE_CHECK[extra.role]), (name, reply)
+    assert console_lines(lab.guests[name], extra.role) == [
+        f"{CONSOLE_PREFIX} {extra.role}: serving on :{port}"
+    ]
+
+
+def test_every_lab_guest_says_it_serves_on_its_console(lab: Lab) -> None:
+    said = {
+        node.role: console_lines(lab.guests[node.role], node.role) for node in lab.topology.nodes
+    }
+    assert said == {
+        node.role: [f"{CONSOLE_PREFIX} {node.role}: serving on :{node.port}"]
+        for node in lab.topology.nodes
+    }
+
+
+def test_an_unfit_guest_says_why_on_its_serial_console(lab: Lab) -> None:
+    """The refusal is one line in the serial console log (what Nova exposes), naming the
+    role, what is missing and the fix; and the service never started."""
+    (extra,) = [_extra(lab, e.name) for e in EXTRA_GUESTS if not e.fit]
+    lines = console_lines(lab.guests[extra.name], extra.role)
+    assert lines == [
+        f"{CONSOLE_PREFIX} {extra.role}: cannot start: no python3 at {extra.python}, the"
+        " calculator needs Python 3.8 or newer; use an image with Python 3.8+"
+        " (Debian 11+, Ubuntu 20.04+): lab image upload"
+    ], lab.guests[extra.name].serial_tail()
+    ip = str(lab.plan.guest(extra.name).ip)
+    with pytest.raises(ConnectionRefusedError):
+        netns_mod.connect(lab.probe_netns(extra.role), ip, lab.node(extra.role).port, 5)
+
+
 # --- read back from the disks after power-off -----------------------------------------------
 
 
@@ -449,6 +495,19 @@ def test_cloud_init_finished_without_error_everywhere(stopped_lab: Lab) -> None:
             if entry.get("errors") or not entry.get("finished"):
                 problems.append(f"{vm}: stage {stage}: {entry}")
     assert not problems, "\n".join(problems) + "\n" + lab.report(fit)
+
+
+def test_the_unfit_guests_refusal_is_a_cloud_init_error(stopped_lab: Lab) -> None:
+    """The start script exits 1 after its console line: cloud-init's status says so too
+    (`cloud-init status` is `error`), on the config drive's datasource like the others."""
+    lab = stopped_lab
+    unfit = [name for name, extra in lab.extras.items() if not extra.fit]
+    if not unfit:
+        pytest.skip("the unfit guest's image is not built")
+    for name in unfit:
+        result = json.loads(lab.disks[name]["/var/lib/cloud/data/result.json"] or b"{}")["v1"]
+        assert result["datasource"].startswith("DataSourceConfigDrive"), result
+        assert [e for e in result["errors"] if "scripts-user" in e and "runcmd" in e], result
 
 
 def test_root_file_system_grew_to_the_disk(stopped_lab: Lab) -> None:
@@ -494,49 +553,3 @@ def test_front_route_table_has_the_dhcp_host_route(stopped_lab: Lab) -> None:
 
 def test_guests_were_powered_off_not_killed(stopped_lab: Lab) -> None:
     assert not stopped_lab.killed, f"did not power off within {POWEROFF_TIMEOUT:g} s"
-
-
-# --- the extra guests: other Debian releases, and a guest that cannot run the calculator ------
-
-
-def _extra(lab: Lab, name: str) -> ExtraGuest:
-    if name not in lab.extras:
-        pytest.skip(f"{name}'s image is not built (see _extras_to_boot)")
-    return lab.extras[name]
-
-
-@pytest.mark.parametrize("name", [e.name for e in EXTRA_GUESTS if e.fit])
-def test_other_debian_releases_serve_their_role(lab: Lab, name: str) -> None:
-    extra = _extra(lab, name)
-    ip = str(lab.plan.guest(name).ip)
-    port = lab.node(extra.role).port
-    reply = http_request(lab.probe_netns(extra.role), ip, port, body="6 3")
-    assert (reply.status, reply.text.strip()) == (200, SERVICE_CHECK[extra.role]), (name, reply)
-    assert console_lines(lab.guests[name], extra.role) == [
-        f"{CONSOLE_PREFIX} {extra.role}: serving on :{port}"
-    ]
-
-
-def test_every_lab_guest_says_it_serves_on_its_console(lab: Lab) -> None:
-    said = {
-        node.role: console_lines(lab.guests[node.role], node.role) for node in lab.topology.nodes
-    }
-    assert said == {
-        node.role: [f"{CONSOLE_PREFIX} {node.role}: serving on :{node.port}"]
-        for node in lab.topology.nodes
-    }
-
-
-def test_an_unfit_guest_says_why_on_its_serial_console(lab: Lab) -> None:
-    """The refusal is one line in the serial console log (what Nova exposes), naming the
-    role, what is missing and the fix; and the service never started."""
-    (extra,) = [_extra(lab, e.name) for e in EXTRA_GUESTS if not e.fit]
-    lines = console_lines(lab.guests[extra.name], extra.role)
-    assert lines == [
-        f"{CONSOLE_PREFIX} {extra.role}: cannot start: no python3 at {extra.python}, the"
-        " calculator needs Python 3.8 or newer; use an image with Python 3.8+"
-        " (Debian 11+, Ubuntu 20.04+): lab image upload"
-    ], lab.guests[extra.name].serial_tail()
-    ip = str(lab.plan.guest(extra.name).ip)
-    with pytest.raises(ConnectionRefusedError):
-        netns_mod.connect(lab.probe_netns(extra.role), ip, lab.node(extra.role).port, 5)
