@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from fractions import Fraction
 
@@ -258,6 +259,33 @@ def test_stalled_service_gives_504_naming_it(trickle: bool) -> None:
     finally:
         running.stop()
         stalled.close()
+
+
+def test_service_whose_connection_never_opens_gives_504() -> None:
+    # A listener whose accept queue is full drops further SYNs, so the front end's connect hangs
+    # until its timeout. The first call's own deadline expires just before that; a call made
+    # while the connect was pending is failed by the connect's timeout itself, and that must
+    # read as a service too slow (504), not an unreachable one (502): before 3.11 the timeout is
+    # asyncio's own class, which a bare TimeoutError does not catch.
+    door = socket.socket()
+    door.bind(("127.0.0.1", 0))
+    door.listen(0)
+    filler = socket.create_connection(door.getsockname(), timeout=1)  # the queue holds one
+    url = f"http://127.0.0.1:{door.getsockname()[1]}"
+    running = Cluster(front_env={"CALC_MUL_URL": url, "CALC_TIMEOUT": "1"})
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post, running.url, "2*3")
+            time.sleep(0.5)
+            second = post(running.url, "4*5")
+        for status, text in (first.result(), second):
+            assert status == 504, text
+            assert "mul service" in text
+            assert "within 1 s" in text
+    finally:
+        running.stop()
+        filler.close()
+        door.close()
 
 
 def test_killed_service_gives_502_then_recovers() -> None:
