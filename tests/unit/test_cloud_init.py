@@ -169,8 +169,14 @@ def test_missing_python_is_one_console_line_naming_role_and_fix(tmp_path: Path) 
 
 def test_too_old_or_not_a_python_is_refused(tmp_path: Path) -> None:
     old = tmp_path / "python3.7"
-    # what a Python 3.7 prints for the script's question
-    old.write_text('#!/bin/sh\necho "3.7 False"\n')
+    # A real Python that reports 3.7: it runs the script's own question (`-c CODE`) with
+    # sys.version_info replaced, so the script's comparison is what gets tested.
+    real = shutil.which("python3")
+    assert real is not None
+    old.write_text(
+        f'#!/bin/sh\nexec {real} -c \'import sys; sys.version_info = (3, 7, 9, "final", 0);'
+        ' exec(sys.argv[1])\' "$2"\n'
+    )
     old.chmod(0o755)
     console, code = run_start_script(
         start_script_of(render_user_data("div", {"CALC_PORT": "50004"}, python=str(old))),
