@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -553,3 +554,47 @@ def test_front_route_table_has_the_dhcp_host_route(stopped_lab: Lab) -> None:
 
 def test_guests_were_powered_off_not_killed(stopped_lab: Lab) -> None:
     assert not stopped_lab.killed, f"did not power off within {POWEROFF_TIMEOUT:g} s"
+
+
+# --- the images themselves: what `lab image upload` is given -------------------------------
+
+
+@pytest.mark.parametrize("release", [11, 12, 13])
+def test_image_directory_is_one_bootable_disk_with_its_glance_properties(
+    release: int, tmp_path: Path
+) -> None:
+    image = GuestImage.built(release)
+    if image is None:
+        skip_or_fail(f"run tools/guest-image/guest-image build --release {release}")
+    assert sorted(p.name for p in image.directory.iterdir() if p.name != "build.log") == [
+        f"debian-{release}.qcow2",
+        "manifest",
+        "properties.json",
+    ]
+    properties = image.properties
+    assert properties["os_distro"] == "debian"
+    assert properties["os_version"] == str(release)
+    assert properties["hw_disk_bus"] == "virtio"
+    min_ram = properties["min_ram"]
+    assert isinstance(min_ram, int)
+    assert min_ram >= 256
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(image.disk)],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert info["format"] == "qcow2"
+    assert properties["min_disk"] == -(-info["virtual-size"] // 2**30)  # GiB, rounded up
+    first = tmp_path / "mbr"
+    subprocess.run(
+        ["qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=512", "count=1",
+         f"if={image.disk}", f"of={first}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    sector = first.read_bytes()
+    (root,) = guest_mod.mbr_partitions(sector)
+    assert (root.bootable, root.kind, root.start) == (True, 0x83, 2**20)
+    assert root.start + root.size == info["virtual-size"], "the root partition is not the last"
+    # GRUB's boot.img in the MBR's code area (it names itself in its error string)
+    assert b"GRUB" in sector[:440]
