@@ -469,8 +469,8 @@ def test_an_unfit_guest_says_why_on_its_serial_console(lab: Lab) -> None:
 
 def test_cloud_init_finished_without_error_everywhere(stopped_lab: Lab) -> None:
     """Every fit guest: no error in any stage, and the datasource cloud-init chose by itself
-    (NoCloud is not in the image's list) is the config drive, whose uuid became the
-    instance id."""
+    (NoCloud is not in the image's list; ds-identify narrowed the list to the drive) is the
+    config drive, whose uuid became the instance id."""
     lab = stopped_lab
     problems = []
     fit = [vm for vm in lab.disks if vm not in lab.extras or lab.extras[vm].fit]
@@ -488,6 +488,12 @@ def test_cloud_init_finished_without_error_everywhere(stopped_lab: Lab) -> None:
         # e.g. "DataSourceConfigDrive [net,ver=2][source=/dev/sr0]"
         if not re.match(r"DataSourceConfigDrive \[.*\]\[source=/dev/sr0\]", result["datasource"]):
             problems.append(f"{vm}: datasource {result['datasource']}")
+        # The image lists [ConfigDrive, OpenStack, None]; cloud-init searching only
+        # [ConfigDrive, None] means ds-identify ran and detected the drive by itself.
+        log = (files["/var/log/cloud-init.log"] or b"").decode(errors="replace")
+        searched = re.findall(r"Looking for data source in: (\[[^]]*\])", log)
+        if searched[:1] != ["['ConfigDrive', 'None']"]:
+            problems.append(f"{vm}: cloud-init searched {searched[:1]}, not ds-identify's choice")
         instance_id = (files["/var/lib/cloud/data/instance-id"] or b"").decode().strip()
         if instance_id != lab.guests[vm].instance.uuid:
             problems.append(f"{vm}: instance id {instance_id!r}, not the config drive's uuid")
