@@ -26,6 +26,13 @@ INSTALL_DIR = "/opt/calculator-lab"
 NOVA_USER_DATA_LIMIT = 65535
 
 _NOT_SHIPPED = {"README.md", "Dockerfile", ".dockerignore"}
+#: The oldest Python the calculator runs on (apps/calculator, made 3.8-compatible on branch
+#: py38); the start script refuses anything older and says so on the console.
+MIN_PYTHON = (3, 8)
+#: Images known to have that Python, for the console message's fix.
+_IMAGES_WITH_MIN_PYTHON = "Debian 11+, Ubuntu 20.04+"
+#: How a console line of ours starts: `lab check` looks for it in Nova's console log.
+CONSOLE_PREFIX = "calculator-lab"
 
 
 def console_line_prefix(role: str) -> str:
@@ -107,6 +114,67 @@ def systemd_unit(role: str, environment: Mapping[str, str], python: str) -> str:
     )
 
 
+def start_script(role: str, environment: Mapping[str, str], python: str) -> str:
+    """A POSIX sh script that checks what the service needs before starting it, and writes one
+    line to the console either way: `calculator-lab <role>: cannot start: <what>; <fix>` or
+    `calculator-lab <role>: serving on :<port>`. The console is the serial port on Nova (the
+    kernel's last console=), whose log is what `openstack console log show` and `lab check`
+    read; without these lines a VM that cannot run the calculator is silent there. Only
+    where there is no /dev/console (a container) does the line go to stdout, that is to
+    cloud-init-output.log.
+
+    POSIX sh, and no systemd in the checks themselves: they must run, and say what is wrong,
+    on the images they reject (Alpine's busybox sh, an image without systemd). Terse, without
+    comments: it travels gzipped in the user data, where every byte counts against Nova's
+    limit. "Up" means listening: the unit is active as soon as python starts, before it binds.
+    """
+    unit = f"calculator-{role}.service"
+    port = environment.get("CALC_PORT", "")
+    host = environment.get("CALC_LISTEN_HOST", "")
+    probe_host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104
+    minimum = ".".join(map(str, MIN_PYTHON))
+    fix = f"use an image with Python {minimum}+ ({_IMAGES_WITH_MIN_PYTHON}): lab image upload"
+    probe = f"import socket; socket.create_connection(('{probe_host}', {port}), 2).close()"
+    lines = [
+        "#!/bin/sh",
+        f"role={_sh_quote(role)} py={_sh_quote(python)} unit={unit}",
+        f"need='the calculator needs Python {minimum} or newer'",
+        f"fix={_sh_quote(fix)}",
+        f'say() {{ l="{CONSOLE_PREFIX} $role: $*"; {{ echo "$l" >/dev/console; }} 2>/dev/null'
+        ' || echo "$l"; }',
+        'if [ ! -x "$py" ]; then say "cannot start: no python3 at $py, $need; $fix"; exit 1; fi',
+        # "3.9 True": a version and a verdict that only a Python prints (not /bin/true).
+        'v=$("$py" -c \'import sys; v = sys.version_info;'
+        f' print("%d.%d %s" % (v[0], v[1], v >= {MIN_PYTHON!r}))\' 2>/dev/null)',
+        'case "$v" in *" True") ;; *)',
+        '  if [ -n "$v" ]; then v=${v%% *}; else v="not a Python"; fi',
+        '  say "cannot start: python3 at $py is $v, $need; $fix"; exit 1;;',
+        "esac",
+        "if [ ! -d /run/systemd/system ]; then",
+        '  say "cannot start: systemd is not the init system (the calculator is a systemd unit);'
+        ' use an image with systemd (Debian, Ubuntu): lab image upload"; exit 1',
+        "fi",
+        f"tar -xzf {INSTALL_DIR}/calculator.tar.gz -C {INSTALL_DIR} --no-same-owner"
+        f' || {{ say "cannot start: unpacking {INSTALL_DIR}/calculator.tar.gz failed"; exit 1; }}',
+        'systemctl daemon-reload && systemctl enable --now "$unit"'
+        ' || { say "cannot start: systemctl enable --now $unit failed;'
+        ' see journalctl -u $unit"; exit 1; }',
+        "i=0",
+        "while [ $i -lt 60 ]; do",
+        f'  if "$py" -c "{probe}" 2>/dev/null; then say "serving on :{port}"; exit 0; fi',
+        "  i=$((i + 1)); sleep 1",
+        "done",
+        f'say "cannot start: $unit is not listening on :{port} after 60 s;'
+        ' see journalctl -u $unit"',
+        "exit 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def render_user_data(
     role: str,
     environment: Mapping[str, str],
@@ -118,6 +186,7 @@ def render_user_data(
     files = app_files() if files is None else files
     unit_name = f"calculator-{role}.service"
     archive_path = f"{INSTALL_DIR}/calculator.tar.gz"
+    script_path = f"{INSTALL_DIR}/start-{role}"
     document = {
         "write_files": [
             {
@@ -133,12 +202,18 @@ def render_user_data(
                 "permissions": "0644",
                 "owner": "root:root",
             },
+            {
+                "path": script_path,
+                "encoding": "gz+b64",
+                "content": base64.b64encode(
+                    gzip.compress(start_script(role, environment, python).encode(), 9, mtime=0)
+                ).decode("ascii"),
+                "permissions": "0755",
+                "owner": "root:root",
+            },
         ],
-        "runcmd": [
-            ["tar", "-xzf", archive_path, "-C", INSTALL_DIR, "--no-same-owner"],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", unit_name],
-        ],
+        # Through sh: some images mount cloud-init's and other paths noexec.
+        "runcmd": [["sh", script_path]],
     }
     text = "#cloud-config\n" + str(yaml.safe_dump(document, sort_keys=False, width=1000))
     encoded_size = len(base64.b64encode(text.encode()))
