@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.names import PROJECT
+from lab.names import GUEST_PYTHON_FLOOR, PROJECT
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "calculator"
 INSTALL_DIR = "/opt/calculator-lab"
@@ -26,13 +26,8 @@ INSTALL_DIR = "/opt/calculator-lab"
 NOVA_USER_DATA_LIMIT = 65535
 
 _NOT_SHIPPED = {"README.md", "Dockerfile", ".dockerignore"}
-#: The oldest Python the calculator runs on (apps/calculator, made 3.8-compatible on branch
-#: py38); the start script refuses anything older and says so on the console.
-MIN_PYTHON = (3, 8)
-#: Images known to have that Python, for the console message's fix.
+#: Images known to have the Python the calculator needs, for the console message's fix.
 _IMAGES_WITH_MIN_PYTHON = "Debian 11+, Ubuntu 20.04+"
-#: How a console line of ours starts: `lab check` looks for it in Nova's console log.
-CONSOLE_PREFIX = "calculator-lab"
 
 
 def console_line_prefix(role: str) -> str:
@@ -132,20 +127,20 @@ def start_script(role: str, environment: Mapping[str, str], python: str) -> str:
     port = environment.get("CALC_PORT", "")
     host = environment.get("CALC_LISTEN_HOST", "")
     probe_host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104
-    minimum = ".".join(map(str, MIN_PYTHON))
+    minimum = ".".join(map(str, GUEST_PYTHON_FLOOR))
     fix = f"use an image with Python {minimum}+ ({_IMAGES_WITH_MIN_PYTHON}): lab image upload"
     probe = f"import socket; socket.create_connection(('{probe_host}', {port}), 2).close()"
     lines = [
         "#!/bin/sh",
-        f"role={_sh_quote(role)} py={_sh_quote(python)} unit={unit}",
+        f"py={_sh_quote(python)} unit={unit}",
         f"need='the calculator needs Python {minimum} or newer'",
         f"fix={_sh_quote(fix)}",
-        f'say() {{ l="{CONSOLE_PREFIX} $role: $*"; {{ echo "$l" >/dev/console; }} 2>/dev/null'
-        ' || echo "$l"; }',
+        f"p={_sh_quote(console_line_prefix(role))}",
+        'say() { l="$p$*"; { echo "$l" >/dev/console; } 2>/dev/null || echo "$l"; }',
         'if [ ! -x "$py" ]; then say "cannot start: no python3 at $py, $need; $fix"; exit 1; fi',
         # "3.9 True": a version and a verdict that only a Python prints (not /bin/true).
         'v=$("$py" -c \'import sys; v = sys.version_info;'
-        f' print("%d.%d %s" % (v[0], v[1], v >= {MIN_PYTHON!r}))\' 2>/dev/null)',
+        f' print("%d.%d %s" % (v[0], v[1], v >= {GUEST_PYTHON_FLOOR!r}))\' 2>/dev/null)',
         'case "$v" in *" True") ;; *)',
         '  if [ -n "$v" ]; then v=${v%% *}; else v="not a Python"; fi',
         '  say "cannot start: python3 at $py is $v, $need; $fix"; exit 1;;',

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cloud_init import CONSOLE_PREFIX, render_user_data
+from lab.cloud_init import console_line_prefix, render_user_data
 from lab.config import load_config
 from lab.names import Role
 from lab.topology import Node, Topology, build_topology
@@ -242,7 +242,7 @@ def console_lines(guest: Guest, role: str) -> list[str]:
         text = guest.serial_log.read_text(errors="replace")
     except FileNotFoundError:
         return []
-    prefix = f"{CONSOLE_PREFIX} {role}: "
+    prefix = console_line_prefix(role)
     return [line.strip() for line in re.split(r"[\r\n]+", text) if line.startswith(prefix)]
 
 
@@ -435,7 +435,7 @@ def test_other_debian_releases_serve_their_role(lab: Lab, name: str) -> None:
     reply = http_request(lab.probe_netns(extra.role), ip, port, body="6 3")
     assert (reply.status, reply.text.strip()) == (200, SERVICE_CHECK[extra.role]), (name, reply)
     assert console_lines(lab.guests[name], extra.role) == [
-        f"{CONSOLE_PREFIX} {extra.role}: serving on :{port}"
+        f"{console_line_prefix(extra.role)}serving on :{port}"
     ]
 
 
@@ -444,7 +444,7 @@ def test_every_lab_guest_says_it_serves_on_its_console(lab: Lab) -> None:
         node.role: console_lines(lab.guests[node.role], node.role) for node in lab.topology.nodes
     }
     assert said == {
-        node.role: [f"{CONSOLE_PREFIX} {node.role}: serving on :{node.port}"]
+        node.role: [f"{console_line_prefix(node.role)}serving on :{node.port}"]
         for node in lab.topology.nodes
     }
 
@@ -455,7 +455,7 @@ def test_an_unfit_guest_says_why_on_its_serial_console(lab: Lab) -> None:
     (extra,) = [_extra(lab, e.name) for e in EXTRA_GUESTS if not e.fit]
     lines = console_lines(lab.guests[extra.name], extra.role)
     assert lines == [
-        f"{CONSOLE_PREFIX} {extra.role}: cannot start: no python3 at {extra.python}, the"
+        f"{console_line_prefix(extra.role)}cannot start: no python3 at {extra.python}, the"
         " calculator needs Python 3.8 or newer; use an image with Python 3.8+"
         " (Debian 11+, Ubuntu 20.04+): lab image upload"
     ], lab.guests[extra.name].serial_tail()
