@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from lab.names import FIRST_NODE_HOST, PROJECT, ROLES, SERVICE_ROLES, Role
+from lab.names import FIRST_NODE_HOST, PROJECT, ROLES, SERVICE_ROLES, Role, config_key
 
 Target = Literal["openstack", "docker"]
 TopologyName = Literal["single", "client"]
@@ -314,12 +314,12 @@ def _describe(err: ValidationError, values: Mapping[str, Any]) -> str:
             key = location[0]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            lines.append(f"{PROJECT}:{key}: unknown key{hint} (pulumi config rm {key})")
+            lines.append(f"{config_key(key)}: unknown key{hint} (pulumi config rm {key})")
             continue
         if item["type"] == "lab_config":
-            lines.append(f"{PROJECT}:{location[0]}: {message}")
+            lines.append(f"{config_key(location[0])}: {message}")
             continue
         key = ".".join([_alias_of(location[0]), *location[1:]]) if location else "(config)"
         shown = values.get(location[0]) if location else None
-        lines.append(f"{PROJECT}:{key}: {message}" + (f" (got {shown!r})" if shown else ""))
+        lines.append(f"{config_key(key)}: {message}" + (f" (got {shown!r})" if shown else ""))
     return "invalid stack configuration:\n  " + "\n  ".join(lines)

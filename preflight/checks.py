@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lab.config import LabConfig
-from lab.names import PROJECT, ROLES, Role
+from lab.names import ROLES, Role, config_key
 from lab.quota import Needs, stack_needs
 from lab.topology import build_topology
 from preflight.facts import UNLIMITED, CloudFacts, StackConfig
@@ -147,7 +147,7 @@ def _image_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[Pr
             )
         else:
             continue
-        problems.append(Problem(f"{PROJECT}:{key}", tuple(users), what, fit))
+        problems.append(Problem(config_key(key), tuple(users), what, fit))
     return problems
 
 
@@ -159,7 +159,7 @@ def _image_notes(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[str]:
             continue
         found = judge(*facts.image_os.get(name, ("", "")))
         if found.fit is None:
-            notes.append(f"{PROJECT}:{key} ({', '.join(users)}): image '{name}': {found.reason}")
+            notes.append(f"{config_key(key)} ({', '.join(users)}): image '{name}': {found.reason}")
     return notes
 
 
@@ -169,7 +169,7 @@ def _flavor_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[P
         if name not in facts.flavors:
             problems.append(
                 Problem(
-                    f"{PROJECT}:{key}",
+                    config_key(key),
                     tuple(users),
                     f"no flavor named '{name}'",
                     tuple(sorted(facts.flavors)),
@@ -195,13 +195,13 @@ def _network_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[
             message = f"network '{name}' is not external (no floating IPs, no router gateway)"
         else:
             continue
-        problems.append(Problem(f"{PROJECT}:externalNetwork", tuple(users), message, external))
+        problems.append(Problem(config_key("externalNetwork"), tuple(users), message, external))
     for (name, wanted), users in by_id.items():
         found = facts.networks.get(name)
         if found is not None and found[0] != wanted:
             problems.append(
                 Problem(
-                    f"{PROJECT}:externalNetworkId",
+                    config_key("externalNetworkId"),
                     tuple(users),
                     f"{wanted} is not the id of '{name}' ({found[0]}); set that id, or remove"
                     " the key to look the network up by name:"
@@ -218,7 +218,7 @@ def _key_pair_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list
             users[config.key_pair].append(stack)
     return [
         Problem(
-            f"{PROJECT}:keyPair",
+            config_key("keyPair"),
             tuple(stacks_),
             f"no key pair named '{name}' for this user (key pairs are per user); or give a"
             ' public key instead: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"',
@@ -237,7 +237,7 @@ def _student_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[
         if len(users) > 1:
             problems.append(
                 Problem(
-                    f"{PROJECT}:student",
+                    config_key("student"),
                     tuple(users),
                     f"stacks {', '.join(users)} all use student id '{student}': physical names"
                     " would collide; give each its own",
@@ -252,7 +252,7 @@ def _student_problems(facts: CloudFacts, stacks: Sequence[StackConfig]) -> list[
             shown = ", ".join(found.names[:4]) + (", ..." if len(found.names) > 4 else "")
             problems.append(
                 Problem(
-                    f"{PROJECT}:student",
+                    config_key("student"),
                     (stack,),
                     f"student id '{config.student}' belongs to stack {', '.join(others)}"
                     f" (it holds {shown}); choose another id: pulumi config set student"
