@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from lab.config import ConfigError, LabConfig
-from labctl import stack_env, toolchain
+from labctl import locks, stack_env, toolchain
 from labctl.errors import LabError
 from labctl.paths import ROOT, stack_dir, stack_file
 from labctl.stackfiles import StackFileError, new_student_file, read_config
@@ -57,15 +58,37 @@ def prepare(stack: str, *, for_destroy: bool = False) -> stack_env.PulumiRun:
 
 
 def pulumi(run: stack_env.PulumiRun, *args: str, capture: bool = False) -> str:
-    """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit."""
+    """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit.
+
+    Its error output reaches the terminal as it comes and is kept, so that a failure can be
+    said in one line: for a stack locked by another process, who holds it and what to do."""
     command = ["pulumi", *args, "--stack", run.stack]
-    result = subprocess.run(
-        command, cwd=ROOT, env=run.env, check=False, text=True, capture_output=capture
-    )
-    if result.returncode != 0:
-        detail = f": {result.stderr.strip()}" if capture and result.stderr else ""
-        raise LabError(f"`{' '.join(command[:2])}` failed (exit {result.returncode}){detail}")
-    return result.stdout if capture else ""
+    if capture:
+        result = subprocess.run(
+            command, cwd=ROOT, env=run.env, check=False, text=True, capture_output=True
+        )
+        code, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        code, stderr = _streamed(command, run.env)
+        stdout = ""
+    if code != 0:
+        if locked := locks.locked_message(run.stack, stderr):
+            raise LabError(locked)
+        detail = f": {stderr.strip()}" if capture and stderr else ""
+        raise LabError(f"`{' '.join(command[:2])}` failed (exit {code}){detail}")
+    return stdout
+
+
+def _streamed(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `command` with its output on the terminal; its exit code and its error output."""
+    kept: list[str] = []
+    with subprocess.Popen(command, cwd=ROOT, env=env, text=True, stderr=subprocess.PIPE) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            sys.stderr.write(line)
+            kept.append(line)
+            del kept[:-200]
+    return process.returncode, "".join(kept)
 
 
 def select(run: stack_env.PulumiRun) -> None:

@@ -41,6 +41,7 @@ from pulumi.automation import (
 
 from lab.config import decode_value
 from lab.names import namespace_values
+from labctl import locks
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
@@ -112,6 +113,8 @@ class _Progress:
         if self.errors:
             return self.errors[0]
         text = str(err)
+        if locked := locks.locked_message(self.outcome.stack, text):
+            return locked
         if isinstance(err, CommandError):
             for raw in text.splitlines():
                 # CommandError's text puts the CLI's stderr after a "stderr:" label.
@@ -341,6 +344,11 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         return
     if summary.update_in_progress:
         outcome.finish("busy", "an update is running on this stack")
+        return
+    # A self-managed backend reports no update in progress: its lock says who is at work.
+    if holders := automation.lock_holders(ctx.env, student.stack):
+        who = ", ".join(h.describe() for h in holders)
+        outcome.finish("busy", f"being updated by {who}")
         return
     stack = automation.stack(ctx.ws, student.stack, create=False)
     last = _history(stack)
