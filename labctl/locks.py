@@ -121,7 +121,10 @@ def _postgres_locks(
         return None
     # psql takes the same URL without Pulumi's own parameter.
     dsn = parts._replace(query=urllib.parse.urlencode(query, doseq=True)).geturl()
-    sql = f"SELECT data::text FROM {table} WHERE key LIKE $$" + prefix + "%$$ ORDER BY key"  # noqa: S608
+    # Pulumi keeps the URL's path (the database's name) in front of every key.
+    base = parts.path.strip("/")
+    full = f"{base}/{prefix}" if base else prefix
+    sql = f"SELECT data::text FROM {table} WHERE key LIKE $$" + full + "%$$ ORDER BY key"  # noqa: S608
     done = subprocess.run(
         [psql, dsn, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
         capture_output=True,

@@ -92,7 +92,12 @@ class Store:
             }
         dsn = self.server["url"]
         # The table is the test's own name (t + hex digits), the prefix a stack's lock folder.
-        sql = f"SELECT key || chr(9) || data::text FROM {self.tag} WHERE key LIKE '{prefix}%'"  # noqa: S608
+        # Pulumi puts the URL's path, the database's name, in front of every key.
+        base = self.server["url"].split("?")[0].rsplit("/", 1)[1] + "/"
+        sql = (
+            f"SELECT substr(key, {len(base) + 1}) || chr(9) || data::text FROM {self.tag}"  # noqa: S608
+            f" WHERE key LIKE '{base}{prefix}%'"
+        )
         done = subprocess.run(
             [PSQL, dsn, "-X", "-A", "-t", "-c", sql],
             capture_output=True,
@@ -147,7 +152,9 @@ def _run(
     done = subprocess.run(
         argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
-    print(f"{' '.join(argv[:4])}: exit {done.returncode}, {time.monotonic() - started:.1f}s")
+    print(
+        f"{' '.join([Path(argv[0]).name, *argv[1:4]])}: exit {done.returncode}, {time.monotonic() - started:.1f}s"
+    )
     return done
 
 
