@@ -287,7 +287,8 @@ class Lab:
 
     def containers(self) -> list[str]:
         docker = docker_client.connect()
-        return sorted(docker.labelled(f"{STUDENT_LABEL}={self.student}")["containers"])
+        ids = docker.labelled(f"{STUDENT_LABEL}={self.student}")["containers"]
+        return sorted(c["Name"].lstrip("/") for c in docker.inspect(*ids)) if ids else []
 
 
 def _start(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
