@@ -304,10 +304,14 @@ def _start(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[
     )
 
 
-def _wait_for_lock(store: Store, stack: str, process: subprocess.Popen[str]) -> dict[str, Any]:
+def _wait_for_lock(
+    store: Store, stack: str, process: subprocess.Popen[str], after: Path | None = None
+) -> dict[str, Any]:
+    """The lock `process` takes on `stack`; with `after`, once that file exists (`stack init`
+    takes the lock for a moment too, before the stack file is written)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if found := store.locks(stack):
+        if (after is None or after.exists()) and (found := store.locks(stack)):
             return found[0]
         if process.poll() is not None:
             out, err = process.communicate()
@@ -365,7 +369,8 @@ def _student_stack_file(lab: Lab) -> None:
 def test_class_and_student_up_at_once_one_waits_for_the_other(lab: Lab, store: Store) -> None:
     # 1. The instructor's `lab class up` holds the stack: the student's own `lab up` is refused.
     instructor = lab.start_class("up")
-    holder = _wait_for_lock(store, lab.student, instructor)
+    class_file = class_dir(load_roster(lab.roster)) / f"Pulumi.{lab.student}.yaml"
+    holder = _wait_for_lock(store, lab.student, instructor, after=class_file)
     os.killpg(instructor.pid, signal.SIGSTOP)
     try:
         _student_stack_file(lab)
