@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import textwrap
@@ -237,6 +238,8 @@ def test_secrets_need_the_class_passphrase(
 
 
 def _roster(path: Path, student: str, port: int) -> Path:
+    # A subnet of its own: other tests deploy the default 10.0.2.0/24 on the same engine.
+    cidr = f"10.{secrets.randbelow(40) + 200}.{secrets.randbelow(250)}.0/24"
     path.write_text(
         textwrap.dedent(
             f"""\
@@ -248,6 +251,7 @@ def _roster(path: Path, student: str, port: int) -> Path:
             students:
               - id: {student}
                 dockerHostPort: {port}
+                networkCidr: {cidr}
             """
         )
     )
@@ -263,6 +267,7 @@ class Lab:
     env: dict[str, str]
     clone: Path
     tmp: Path
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def class_command(self, operation: str, *args: str) -> tuple[list[str], Path]:
         report = self.tmp / f"{operation}-{time.monotonic_ns()}.json"
@@ -280,7 +285,12 @@ class Lab:
 
     def start_class(self, operation: str, *args: str) -> subprocess.Popen[str]:
         argv, _ = self.class_command(operation, *args)
-        return _start(argv, REPO, self.env)
+        return self.start(argv, REPO)
+
+    def start(self, argv: list[str], cwd: Path) -> subprocess.Popen[str]:
+        process = _start(argv, cwd, self.env)
+        self.started.append(process)
+        return process
 
     def student_up_argv(self) -> list[str]:
         return [str(self.clone / "scripts" / "lab"), "up", self.student]
@@ -353,6 +363,9 @@ def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
     (clone / ".venv").symlink_to(VENV)
     made = Lab(roster, student, env, clone, tmp_path)
     yield made
+    for process in made.started:  # a failed test may leave one frozen, or running
+        os.killpg(process.pid, signal.SIGCONT)
+        process.communicate(timeout=TIMEOUT)
     made.klass("destroy", "--yes")
     assert made.containers() == [], "the test left containers"
     subprocess.run(["rm", "-rf", str(class_dir(load_roster(roster)))], check=False)
@@ -393,7 +406,7 @@ def test_class_and_student_up_at_once_one_waits_for_the_other(lab: Lab, store: S
     assert deployed == sorted(f"{lab.student}-{role}" for role in ROLES)
 
     # 2. The student's `lab up` holds it: the class's `up` of that student fails, naming them.
-    student = _start(lab.student_up_argv(), lab.clone, lab.env)
+    student = lab.start(lab.student_up_argv(), lab.clone)
     holder = _wait_for_lock(store, lab.student, student)
     os.killpg(student.pid, signal.SIGSTOP)
     try:
