@@ -364,8 +364,9 @@ def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
     made = Lab(roster, student, env, clone, tmp_path)
     yield made
     for process in made.started:  # a failed test may leave one frozen, or running
-        os.killpg(process.pid, signal.SIGCONT)
-        process.communicate(timeout=TIMEOUT)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGCONT)
+            process.communicate(timeout=TIMEOUT)
     made.klass("destroy", "--yes")
     assert made.containers() == [], "the test left containers"
     subprocess.run(["rm", "-rf", str(class_dir(load_roster(roster)))], check=False)
