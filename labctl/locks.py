@@ -49,7 +49,9 @@ class Holder:
     since: str
 
     def describe(self) -> str:
-        return f"{self.user}@{self.host} (pid {self.pid}, since {self.since})"
+        # The lock file's time has nanoseconds; the error message's, seconds.
+        since = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", self.since)
+        return f"{self.user}@{self.host} (pid {self.pid}, since {since})"
 
 
 def holders_in(text: str) -> list[Holder]:
