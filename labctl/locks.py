@@ -14,6 +14,7 @@ the environment, an unreachable store), it says None, never "not locked".
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -126,7 +127,8 @@ def _postgres_locks(
     # Pulumi keeps the URL's path (the database's name) in front of every key.
     base = parts.path.strip("/")
     full = f"{base}/{prefix}" if base else prefix
-    sql = f"SELECT data::text FROM {table} WHERE key LIKE $$" + full + "%$$ ORDER BY key"  # noqa: S608
+    # Each blob is a JSON document {"data": "<base64 of the blob>"} (backend/diy/postgres).
+    sql = f"SELECT data->>'data' FROM {table} WHERE key LIKE $$" + full + "%$$ ORDER BY key"  # noqa: S608
     done = subprocess.run(
         [psql, dsn, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
         capture_output=True,
@@ -137,7 +139,7 @@ def _postgres_locks(
     )
     if done.returncode != 0:
         return None
-    return [line for line in done.stdout.splitlines() if line.strip()]
+    return [base64.b64decode(line).decode() for line in done.stdout.splitlines() if line.strip()]
 
 
 def _s3_locks(

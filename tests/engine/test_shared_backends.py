@@ -18,6 +18,7 @@ left to timing; it is the real process, holding the real lock in the real store.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -96,7 +97,8 @@ class Store:
         # Pulumi puts the URL's path, the database's name, in front of every key.
         base = self.server["url"].split("?")[0].rsplit("/", 1)[1] + "/"
         sql = (
-            f"SELECT substr(key, {len(base) + 1}) || chr(9) || data::text FROM {self.tag}"  # noqa: S608
+            # Each blob is stored as {"data": "<base64>"}.
+            f"SELECT substr(key, {len(base) + 1}) || chr(9) || (data->>'data') FROM {self.tag}"  # noqa: S608
             f" WHERE key LIKE '{base}{prefix}%'"
         )
         done = subprocess.run(
@@ -109,7 +111,8 @@ class Store:
         if done.returncode != 0 and "does not exist" in done.stderr:
             return {}
         assert done.returncode == 0, done.stderr
-        return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+        rows = (line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+        return {key: base64.b64decode(data).decode(errors="replace") for key, data in rows}
 
     def locks(self, stack: str) -> list[dict[str, Any]]:
         found = self.blobs(f".pulumi/locks/organization/{PROJECT}/{stack}/")
