@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import getpass
 import hashlib
 import hmac
 import html
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -53,6 +56,19 @@ class Holder:
         # The lock file's time has nanoseconds; the error message's, seconds.
         since = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", self.since)
         return f"{self.user}@{self.host} (pid {self.pid}, since {since})"
+
+
+def is_stale_here(holder: Holder) -> bool:
+    """A lock of this machine and this account whose process is gone."""
+    if holder.host != socket.gethostname() or holder.user != getpass.getuser():
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def holders_in(text: str) -> list[Holder]:

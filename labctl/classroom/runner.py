@@ -224,6 +224,18 @@ def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
     return {**student.values, **ctx.extra_config.get(student.id, {})}
 
 
+def _cancel_stale_lock(ctx: RunContext, stack: Stack, outcome: Outcome) -> bool:
+    """Remove the stack's lock when every holder was a process of this machine that no longer
+    runs (a `pulumi` that lost the backend mid-update could not delete its lock); True if it
+    did. A lock of another machine is left alone: only its owner can tell."""
+    holders = automation.lock_holders(ctx.env, stack.name)
+    if not holders or not all(locks.is_stale_here(h) for h in holders):
+        return False
+    outcome.detail = "removing a stale lock: " + ", ".join(h.describe() for h in holders)
+    stack.cancel()
+    return True
+
+
 def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     exists = student.stack in ctx.existing
     outcome.start("select" if exists else "create")
@@ -238,11 +250,16 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
             outcome.finish("deployed")
             return
         refresh = last is not None and last.result != "succeeded"
+    unlocked = exists and _cancel_stale_lock(ctx, stack, outcome)
+    if unlocked:
+        refresh = True  # the update it belonged to never finished
     if refresh and student.config.target == "openstack":
         outcome.detail = "waiting for Nova's builds"
         if building := class_preflight.wait_for_builds(ctx.env, student.id):
             outcome.detail = f"still in BUILD after 180 s: {', '.join(building)}"
     action = "up --refresh" if refresh else "up"
+    if unlocked:
+        action = f"pulumi cancel (stale lock), {action}"
     ok = _run_engine(
         ctx,
         outcome,

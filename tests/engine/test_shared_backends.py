@@ -340,13 +340,11 @@ def _docker_or_fail(toolchain: Toolchain) -> None:
         pytest.fail(f"base image {BASE_IMAGE} missing (tools/docker-engine base-image)")
 
 
-@pytest.fixture
-def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
-    _docker_or_fail(toolchain)
+def _lab(store: Store, tmp_path: Path, *, clone: bool = True) -> Lab:
     student = "sb" + store.tag[1:7]
     roster = _roster(tmp_path / f"class-{store.tag}.yaml", student, docker_client.free_port())
     credentials = tmp_path / "pulumi-credentials"
-    credentials.mkdir()
+    credentials.mkdir(exist_ok=True)
     env = {
         **os.environ,
         **store.env,
@@ -359,12 +357,21 @@ def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
         "COLUMNS": "200",
     }
     # The student's own checkout: a clone of this one, sharing its virtualenv.
-    clone = tmp_path / "student-checkout"
-    subprocess.run(
-        ["git", "clone", "--quiet", "--shared", str(REPO), str(clone)], check=True, timeout=120
-    )
-    (clone / ".venv").symlink_to(VENV)
-    made = Lab(roster, student, env, clone, tmp_path)
+    checkout = tmp_path / "student-checkout"
+    if clone:
+        subprocess.run(
+            ["git", "clone", "--quiet", "--shared", str(REPO), str(checkout)],
+            check=True,
+            timeout=120,
+        )
+        (checkout / ".venv").symlink_to(VENV)
+    return Lab(roster, student, env, checkout, tmp_path)
+
+
+@pytest.fixture
+def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
+    _docker_or_fail(toolchain)
+    made = _lab(store, tmp_path)
     yield made
     for process in made.started:  # a failed test may leave one frozen, or running
         if process.poll() is None:
@@ -372,7 +379,7 @@ def lab(store: Store, toolchain: Toolchain, tmp_path: Path) -> Iterator[Lab]:
             process.communicate(timeout=TIMEOUT)
     made.klass("destroy", "--yes")
     assert made.containers() == [], "the test left containers"
-    subprocess.run(["rm", "-rf", str(class_dir(load_roster(roster)))], check=False)
+    subprocess.run(["rm", "-rf", str(class_dir(load_roster(made.roster)))], check=False)
 
 
 def _student_stack_file(lab: Lab) -> None:
@@ -430,3 +437,99 @@ def test_class_and_student_up_at_once_one_waits_for_the_other(lab: Lab, store: S
     assert store.locks(lab.student) == []
     after = lab.klass("status")
     assert after[2]["state"] == "deployed", after[1]
+
+
+# --- the backend goes away in the middle of an `up` --------------------------------------------
+
+
+@pytest.fixture(params=["s3", "postgres"])
+def private_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Path]]:
+    """A server of the test's own (tools/backends --dir), which it may stop and start."""
+    kind: str = request.param
+    directory = tmp_path / "servers"
+    started = subprocess.run(
+        [str(BACKENDS), "--dir", str(directory), "start", kind],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    print(started.stderr)
+    if started.returncode != 0:
+        skip_or_fail(f"tools/backends could not start a private {kind} server: {started.stderr}")
+    yield Store(kind, _servers(directory)[kind]), directory
+    subprocess.run([str(BACKENDS), "--dir", str(directory), "stop"], timeout=120, check=False)
+
+
+def _server(directory: Path, command: str, kind: str) -> float:
+    started = time.monotonic()
+    subprocess.run([str(BACKENDS), "--dir", str(directory), command, kind], check=True, timeout=180)
+    return time.monotonic() - started
+
+
+def test_backend_lost_mid_up_fails_clearly_and_the_next_up_converges(
+    private_server: tuple[Store, Path], toolchain: Toolchain, tmp_path: Path
+) -> None:
+    store, directory = private_server
+    _docker_or_fail(toolchain)
+    lab = _lab(store, tmp_path, clone=False)
+    try:
+        instructor = lab.start_class("up")
+        class_file = class_dir(load_roster(lab.roster)) / f"Pulumi.{lab.student}.yaml"
+        _wait_for_lock(store, lab.student, instructor, after=class_file)
+        deadline = time.monotonic() + 300
+        while not lab.containers() and time.monotonic() < deadline:  # some of it is done
+            time.sleep(0.2)
+        assert instructor.poll() is None, "up finished before the server could be stopped"
+        print(f"{store.kind} server stopped in {_server(directory, 'stop', store.kind):.1f}s")
+        _, stderr = instructor.communicate(timeout=TIMEOUT)
+        print(stderr[-3000:])
+        assert instructor.returncode == 1, stderr
+        assert "Traceback" not in stderr
+        report = json.loads(sorted(lab.tmp.glob("up-*.json"))[-1].read_text())
+        row = report["students"][0]
+        assert row["state"] == "failed", row
+        port = str(store.server["port"])
+        assert f"127.0.0.1:{port}" in row["error"], row["error"]  # it names the backend
+        left = lab.containers()
+        print(f"left by the failed up: {left}")
+
+        print(f"{store.kind} server started in {_server(directory, 'start', store.kind):.1f}s")
+        code, stderr, row = lab.klass("up")
+        assert code == 0, stderr
+        assert row["state"] == "deployed", row
+        assert row["action"].startswith("pulumi cancel (stale lock), up --refresh"), row
+        assert lab.containers() == sorted(f"{lab.student}-{role}" for role in ROLES)
+        assert store.locks(lab.student) == []
+        # The state agrees with the engine: each container once, none pending.
+        exported = subprocess.run(
+            [
+                str(toolchain.bin_dir / "pulumi"), "stack", "export", "--stack", lab.student,
+                "--non-interactive",
+            ],
+            cwd=class_dir(load_roster(lab.roster)),
+            env={**toolchain.env, **lab.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )  # fmt: skip
+        deployment = json.loads(exported.stdout)["deployment"]
+        assert not deployment.get("pending_operations"), deployment["pending_operations"]
+        containers = [
+            r["outputs"]["name"]
+            for r in deployment["resources"]
+            if r["type"] == "docker:index/container:Container"
+        ]
+        assert sorted(containers) == lab.containers()
+        again = lab.klass("up")
+        assert again[2]["action"] == "none (done)", again[2]
+    finally:
+        for process in lab.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=60)
+        _server(directory, "start", store.kind)  # a no-op when it runs
+        lab.klass("destroy", "--yes")
+        assert lab.containers() == [], "the test left containers"
+        subprocess.run(["rm", "-rf", str(class_dir(load_roster(lab.roster)))], check=False)
