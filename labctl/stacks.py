@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from lab.config import ConfigError, LabConfig
 from labctl import locks, stack_env, toolchain
+from labctl.backend import store_failure
 from labctl.errors import LabError
 from labctl.paths import ROOT, stack_dir, stack_file
 from labctl.stackfiles import StackFileError, new_student_file, read_config
@@ -74,6 +77,8 @@ def pulumi(run: stack_env.PulumiRun, *args: str, capture: bool = False) -> str:
     if code != 0:
         if locked := locks.locked_message(run.stack, stderr):
             raise LabError(locked)
+        if lost := store_failure(stderr, run.env.get("PULUMI_BACKEND_URL")):
+            raise LabError(lost)
         detail = f": {stderr.strip()}" if capture and stderr else ""
         raise LabError(f"`{' '.join(command[:2])}` failed (exit {code}){detail}")
     return stdout
@@ -104,8 +109,24 @@ def select(run: stack_env.PulumiRun) -> None:
 def up(stack: str) -> str:
     run = prepare(stack)
     select(run)
-    pulumi(run, "up", "--yes", "--skip-preview", *run.config_args)
+    refresh = ["--refresh"] if _cancel_stale_lock(run) else []
+    pulumi(run, "up", "--yes", "--skip-preview", *refresh, *run.config_args)
     return pulumi(run, "stack", "output", "calculatorUrl", capture=True).strip()
+
+
+def _cancel_stale_lock(run: stack_env.PulumiRun) -> bool:
+    """Remove the stack's lock when a `pulumi` of this machine left it and is gone (it lost the
+    backend mid-update and could not delete it); True if it did, and the stack is then
+    refreshed before the update. A lock of another machine is left for its owner."""
+    url = run.env.get("PULUMI_BACKEND_URL")
+    project = str(yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"])
+    holders = locks.read_holders(url, project, run.stack, run.env) if url else None
+    if not holders or not all(locks.is_stale_here(h) for h in holders):
+        return False
+    who = ", ".join(h.describe() for h in holders)
+    toolchain.console.print(f"lab: removing a stale lock of {run.stack} ({who}: gone)")
+    pulumi(run, "cancel", "--yes", capture=True)
+    return True
 
 
 def preview(stack: str) -> None:

@@ -42,6 +42,7 @@ from pulumi.automation import (
 from lab.config import decode_value
 from lab.names import namespace_values
 from labctl import locks
+from labctl.backend import store_failure
 from labctl.classroom import automation
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
@@ -76,8 +77,9 @@ class RunContext:
 class _Progress:
     """Turns a stack operation's engine events into the live table's step and a one-line error."""
 
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: Outcome, backend: str | None = None) -> None:
         self.outcome = outcome
+        self.backend = backend  # the state backend's URL, to name it when it fails
         self.done = 0
         self.errors: list[str] = []
         self.lines: list[str] = []
@@ -112,9 +114,12 @@ class _Progress:
             return essential(specific[0])
         if self.errors:
             return self.errors[0]
-        text = str(err)
+        text = "\n".join([*self.errors, str(err)])
         if locked := locks.locked_message(self.outcome.stack, text):
             return locked
+        if lost := store_failure(text, self.backend):
+            return lost
+        text = str(err)
         if isinstance(err, CommandError):
             for raw in text.splitlines():
                 # CommandError's text puts the CLI's stderr after a "stderr:" label.
@@ -194,7 +199,7 @@ def _run_engine(
     if ctx.stop.is_set():
         outcome.finish("not started")
         return False
-    progress = _Progress(outcome)
+    progress = _Progress(outcome, ctx.env.get("PULUMI_BACKEND_URL"))
     outcome.start(action)
     try:
         call(progress)
@@ -215,7 +220,7 @@ def run_student(ctx: RunContext, operation: Operation, student: Student, outcome
     try:
         _OPERATIONS[operation](ctx, student, outcome)
     except CommandError as err:
-        outcome.finish("failed", _Progress(outcome).error(err))
+        outcome.finish("failed", _Progress(outcome, ctx.env.get("PULUMI_BACKEND_URL")).error(err))
     except Exception as err:  # one student's failure never stops the others
         outcome.finish("failed", f"{type(err).__name__}: {err}")
 
@@ -323,6 +328,8 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     last = _history(stack)
     refresh = last is not None and last.result != "succeeded"
+    if _cancel_stale_lock(ctx, stack, outcome):
+        refresh = True
     ok = _run_engine(
         ctx,
         outcome,
