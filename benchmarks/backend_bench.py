@@ -138,10 +138,10 @@ def main() -> None:
                 previews[bench.name].append(bench.pulumi("preview"))
             print(f"round {number + 1}/{rounds} done", flush=True)
     finally:
+        destroy = ["pulumi", "destroy", "--yes", "--skip-preview", "--remove", "--non-interactive"]
         for bench in benches:
             subprocess.run(
-                [*("pulumi", "destroy", "--yes", "--skip-preview", "--remove"), "--stack"]
-                + [bench.stack, "--non-interactive"],
+                [*destroy, "--stack", bench.stack],
                 cwd=bench.workdir,
                 env=bench.env,
                 capture_output=True,
