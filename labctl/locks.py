@@ -168,8 +168,9 @@ def _s3_locks(
     region = query.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     region = region or "us-east-1"
     endpoint = query.get("endpoint") or f"https://s3.{region}.amazonaws.com"
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
+    if "://" not in endpoint:  # as the CLI reads it: https unless told otherwise
+        plain = "true" in (query.get("disableSSL", ""), query.get("disable_https", ""))
+        endpoint = ("http://" if plain else "https://") + endpoint
     if not endpoint.startswith(("http://", "https://")):
         return None
     store = _S3(endpoint.rstrip("/"), parts.netloc, region, key_id, secret, env)
