@@ -43,7 +43,7 @@ from lab.config import decode_value
 from lab.names import namespace_values
 from labctl import locks
 from labctl.backend import store_failure
-from labctl.classroom import automation
+from labctl.classroom import automation, orphans
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
 from labctl.classroom.report import ALREADY_GONE, ClassReport, Outcome, one_line
@@ -258,6 +258,9 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     unlocked = exists and _cancel_stale_lock(ctx, stack, outcome)
     if unlocked:
         refresh = True  # the update it belonged to never finished
+        if student.config.target == "docker":
+            outcome.detail = "removing what the lost update left outside the state"
+            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     if refresh and student.config.target == "openstack":
         outcome.detail = "waiting for Nova's builds"
         if building := class_preflight.wait_for_builds(ctx.env, student.id):
@@ -330,6 +333,8 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     refresh = last is not None and last.result != "succeeded"
     if _cancel_stale_lock(ctx, stack, outcome):
         refresh = True
+        if student.config.target == "docker":  # what the engine cannot destroy, it never knew
+            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     ok = _run_engine(
         ctx,
         outcome,
