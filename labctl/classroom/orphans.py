@@ -16,7 +16,7 @@ import json
 import subprocess
 from collections.abc import Mapping
 
-from pulumi.automation import Stack
+from pulumi.automation import Deployment, Stack
 
 from lab.names import STUDENT_LABEL
 
@@ -27,9 +27,10 @@ _KINDS = {
 
 
 def remove_docker_orphans(stack: Stack, student: str, env: Mapping[str, str]) -> list[str]:
-    """Remove the student's labelled containers and networks the stack's state does not hold;
-    the names of what was removed."""
-    deployment = stack.export_stack().deployment or {}
+    """Remove the student's labelled containers and networks the stack's state does not hold,
+    and the pending creates the state recorded for them; the names of what was removed."""
+    exported = stack.export_stack()
+    deployment = exported.deployment or {}
     resources = deployment.get("resources") or []
     known = {
         kind: {str((r.get("outputs") or {}).get("id") or r.get("id")) for r in resources
@@ -44,6 +45,11 @@ def remove_docker_orphans(stack: Stack, student: str, env: Mapping[str, str]) ->
             remove = ["docker", kind, "rm", *(["--force"] if kind == "container" else []), item_id]
             subprocess.run(remove, env=dict(env), check=True, capture_output=True, timeout=120)
             removed.append(f"{kind} {name}")
+    # Creates the state recorded as begun: what they made was among the orphans, and is gone.
+    pending = deployment.get("pending_operations") or []
+    if any(op.get("type") == "creating" for op in pending):
+        deployment["pending_operations"] = [op for op in pending if op.get("type") != "creating"]
+        stack.import_stack(Deployment(version=exported.version, deployment=deployment))
     return removed
 
 

@@ -109,16 +109,17 @@ class _Progress:
 
     def error(self, err: BaseException) -> str:
         """The most telling error line: a resource's diagnostic, else the CLI's `error:` line."""
+        # The backend's own failures first: a lock, a store that stopped answering.
+        everything = "\n".join([*self.errors, str(err)])
+        if locked := locks.locked_message(self.outcome.stack, everything):
+            return locked
+        if lost := store_failure(everything, self.backend):
+            return lost
         specific = [e for e in self.errors if "update failed" not in e and e.strip()]
         if specific:
             return essential(specific[0])
         if self.errors:
             return self.errors[0]
-        text = "\n".join([*self.errors, str(err)])
-        if locked := locks.locked_message(self.outcome.stack, text):
-            return locked
-        if lost := store_failure(text, self.backend):
-            return lost
         text = str(err)
         if isinstance(err, CommandError):
             for raw in text.splitlines():
