@@ -30,7 +30,7 @@ def remove_docker_orphans(stack: Stack, student: str, env: Mapping[str, str]) ->
     """Remove the student's labelled containers and networks the stack's state does not hold,
     and the pending creates the state recorded for them; the names of what was removed."""
     exported = stack.export_stack()
-    deployment = exported.deployment or {}
+    deployment = dict(exported.deployment or {})
     resources = deployment.get("resources") or []
     known = {
         kind: {str((r.get("outputs") or {}).get("id") or r.get("id")) for r in resources
