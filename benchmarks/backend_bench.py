@@ -8,7 +8,8 @@ a no-change `pulumi up --skip-preview` and a `pulumi preview` of each stack. Pri
 of each, and its ratio to file://; the stacks are destroyed at the end.
 
 The difference is the state's reads and writes: a no-change `up` reads the stack, takes and
-releases its lock, and writes the checkpoint, a backup and a history entry; a preview reads it.
+releases its lock, and writes the checkpoint, a backup and a history entry; a preview reads it;
+`pulumi stack export` (no program, no plugin) is the state's read alone.
 
 Run: .venv/bin/python benchmarks/backend_bench.py [--rounds N]
 """
@@ -127,6 +128,7 @@ def main() -> None:
         benches.append(Bench(name, url, env, workdir, stack))
     ups: dict[str, list[float]] = {b.name: [] for b in benches}
     previews: dict[str, list[float]] = {b.name: [] for b in benches}
+    exports: dict[str, list[float]] = {b.name: [] for b in benches}
     try:
         for bench in benches:
             bench.pulumi("stack", "init", "--secrets-provider", "passphrase")
@@ -136,6 +138,7 @@ def main() -> None:
             for bench in benches:
                 ups[bench.name].append(bench.pulumi("up", "--yes", "--skip-preview"))
                 previews[bench.name].append(bench.pulumi("preview"))
+                exports[bench.name].append(bench.pulumi("stack", "export"))
             print(f"round {number + 1}/{rounds} done", flush=True)
     finally:
         destroy = ["pulumi", "destroy", "--yes", "--skip-preview", "--remove", "--non-interactive"]
@@ -151,13 +154,16 @@ def main() -> None:
     up_file = statistics.median(ups["file"])
     preview_file = statistics.median(previews["file"])
     print(f"\n{rounds} rounds, median seconds (ratio to file://); load {os.getloadavg()[0]:.1f}")
-    print(f"{'backend':<10} {'up (no change)':>18} {'preview':>18}")
+    export_file = statistics.median(exports["file"])
+    print(f"{'backend':<12} {'up (no change)':>18} {'preview':>18} {'stack export':>18}")
     for bench in benches:
         up = statistics.median(ups[bench.name])
         preview = statistics.median(previews[bench.name])
+        export = statistics.median(exports[bench.name])
         print(
-            f"{bench.name + '://':<10} {up:>9.2f} ({up / up_file:4.2f}x) "
-            f"{preview:>9.2f} ({preview / preview_file:4.2f}x)"
+            f"{bench.name + '://':<12} {up:>9.2f} ({up / up_file:4.2f}x) "
+            f"{preview:>9.2f} ({preview / preview_file:4.2f}x) "
+            f"{export:>9.2f} ({export / export_file:4.2f}x)"
         )
 
 
