@@ -147,6 +147,26 @@ def decide(env: Mapping[str, str]) -> Backend:
     return Backend(str(current), "pulumi login", folder)
 
 
+# What the CLI says when the store itself failed (go-cloud's blob errors, the snapshot writer,
+# the S3 SDK, the PostgreSQL driver), as opposed to a resource or the program.
+_STORE_FAILURE = ("blob (key", "failed to save snapshot", "operation error S3", "pq: ")
+_CAUSE = re.compile(r"(dial tcp \S+: [^:]+?: [a-z ]+|pq: [^:]+|connection (?:refused|reset)[^:]*)")
+
+
+def store_failure(text: str, url: str | None) -> str | None:
+    """One line for an operation that failed because the state backend did (unreachable, or
+    refusing a write), naming the backend; None for any other failure."""
+    flat = " ".join(text.split())
+    if not url or not any(marker in flat for marker in _STORE_FAILURE):
+        return None
+    causes = _CAUSE.findall(flat)
+    cause = causes[-1] if causes else flat[-200:]
+    return (
+        f"the state backend {mask(url)} failed: {cause}. Once it answers again, run the same "
+        "command: a lock this process left is removed and the stack refreshed"
+    )
+
+
 def mask(url: str) -> str:
     """The URL with its secrets (a password, a key or token parameter) replaced by ***."""
     parts = urlsplit(url)

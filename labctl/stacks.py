@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import yaml
+
 from lab.config import ConfigError, LabConfig
-from labctl import stack_env, toolchain
+from labctl import locks, stack_env, toolchain
+from labctl.backend import store_failure
 from labctl.errors import LabError
 from labctl.paths import ROOT, stack_dir, stack_file
 from labctl.stackfiles import StackFileError, new_student_file, read_config
@@ -57,15 +61,39 @@ def prepare(stack: str, *, for_destroy: bool = False) -> stack_env.PulumiRun:
 
 
 def pulumi(run: stack_env.PulumiRun, *args: str, capture: bool = False) -> str:
-    """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit."""
+    """Run `pulumi ARGS --stack STACK` in the project: the stack is always explicit.
+
+    Its error output reaches the terminal as it comes and is kept, so that a failure can be
+    said in one line: for a stack locked by another process, who holds it and what to do."""
     command = ["pulumi", *args, "--stack", run.stack]
-    result = subprocess.run(
-        command, cwd=ROOT, env=run.env, check=False, text=True, capture_output=capture
-    )
-    if result.returncode != 0:
-        detail = f": {result.stderr.strip()}" if capture and result.stderr else ""
-        raise LabError(f"`{' '.join(command[:2])}` failed (exit {result.returncode}){detail}")
-    return result.stdout if capture else ""
+    if capture:
+        result = subprocess.run(
+            command, cwd=ROOT, env=run.env, check=False, text=True, capture_output=True
+        )
+        code, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        code, stderr = _streamed(command, run.env)
+        stdout = ""
+    if code != 0:
+        if locked := locks.locked_message(run.stack, stderr):
+            raise LabError(locked)
+        if lost := store_failure(stderr, run.env.get("PULUMI_BACKEND_URL")):
+            raise LabError(lost)
+        detail = f": {stderr.strip()}" if capture and stderr else ""
+        raise LabError(f"`{' '.join(command[:2])}` failed (exit {code}){detail}")
+    return stdout
+
+
+def _streamed(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `command` with its output on the terminal; its exit code and its error output."""
+    kept: list[str] = []
+    with subprocess.Popen(command, cwd=ROOT, env=env, text=True, stderr=subprocess.PIPE) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            sys.stderr.write(line)
+            kept.append(line)
+            del kept[:-200]
+    return process.returncode, "".join(kept)
 
 
 def select(run: stack_env.PulumiRun) -> None:
@@ -81,8 +109,24 @@ def select(run: stack_env.PulumiRun) -> None:
 def up(stack: str) -> str:
     run = prepare(stack)
     select(run)
-    pulumi(run, "up", "--yes", "--skip-preview", *run.config_args)
+    refresh = ["--refresh"] if _cancel_stale_lock(run) else []
+    pulumi(run, "up", "--yes", "--skip-preview", *refresh, *run.config_args)
     return pulumi(run, "stack", "output", "calculatorUrl", capture=True).strip()
+
+
+def _cancel_stale_lock(run: stack_env.PulumiRun) -> bool:
+    """Remove the stack's lock when a `pulumi` of this machine left it and is gone (it lost the
+    backend mid-update and could not delete it); True if it did, and the stack is then
+    refreshed before the update. A lock of another machine is left for its owner."""
+    url = run.env.get("PULUMI_BACKEND_URL")
+    project = str(yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"])
+    holders = locks.read_holders(url, project, run.stack, run.env) if url else None
+    if not holders or not all(locks.is_stale_here(h) for h in holders):
+        return False
+    who = ", ".join(h.describe() for h in holders)
+    toolchain.console.print(f"lab: removing a stale lock of {run.stack} ({who}: gone)")
+    pulumi(run, "cancel", "--yes", capture=True)
+    return True
 
 
 def preview(stack: str) -> None:

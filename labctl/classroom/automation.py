@@ -25,7 +25,7 @@ import yaml
 from pulumi.automation import LocalWorkspace, PulumiCommand, Stack
 
 from lab.names import config_key
-from labctl import stack_env, toolchain
+from labctl import locks, stack_env, toolchain
 from labctl.backend import Backend
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir, stack_file_name
@@ -136,6 +136,15 @@ def remove_stack_file(ws: LocalWorkspace, stack: str) -> None:
 def existing_stacks(ws: LocalWorkspace) -> dict[str, Any]:
     """The project's stacks in the backend, by name (one `pulumi stack ls`)."""
     return {summary.name: summary for summary in ws.list_stacks()}
+
+
+def lock_holders(env: Mapping[str, str], stack_name: str) -> list[locks.Holder]:
+    """Who holds the stack's lock in the backend of `env` (labctl/locks.py); empty when nobody
+    does or when it cannot be told."""
+    url = env.get("PULUMI_BACKEND_URL")
+    if not url:
+        return []
+    return locks.read_holders(url, str(_project_file()["name"]), stack_name, env) or []
 
 
 def stack(ws: LocalWorkspace, name: str, *, create: bool) -> Stack:

@@ -41,7 +41,9 @@ from pulumi.automation import (
 
 from lab.config import decode_value
 from lab.names import namespace_values
-from labctl.classroom import automation
+from labctl import locks
+from labctl.backend import store_failure
+from labctl.classroom import automation, orphans
 from labctl.classroom import preflight as class_preflight
 from labctl.classroom.health import HealthCheck
 from labctl.classroom.report import ALREADY_GONE, ClassReport, Outcome, one_line
@@ -75,8 +77,9 @@ class RunContext:
 class _Progress:
     """Turns a stack operation's engine events into the live table's step and a one-line error."""
 
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: Outcome, backend: str | None = None) -> None:
         self.outcome = outcome
+        self.backend = backend  # the state backend's URL, to name it when it fails
         self.done = 0
         self.errors: list[str] = []
         self.lines: list[str] = []
@@ -106,6 +109,12 @@ class _Progress:
 
     def error(self, err: BaseException) -> str:
         """The most telling error line: a resource's diagnostic, else the CLI's `error:` line."""
+        # The backend's own failures first: a lock, a store that stopped answering.
+        everything = "\n".join([*self.errors, str(err)])
+        if locked := locks.locked_message(self.outcome.stack, everything):
+            return locked
+        if lost := store_failure(everything, self.backend):
+            return lost
         specific = [e for e in self.errors if "update failed" not in e and e.strip()]
         if specific:
             return essential(specific[0])
@@ -191,7 +200,7 @@ def _run_engine(
     if ctx.stop.is_set():
         outcome.finish("not started")
         return False
-    progress = _Progress(outcome)
+    progress = _Progress(outcome, ctx.env.get("PULUMI_BACKEND_URL"))
     outcome.start(action)
     try:
         call(progress)
@@ -212,13 +221,25 @@ def run_student(ctx: RunContext, operation: Operation, student: Student, outcome
     try:
         _OPERATIONS[operation](ctx, student, outcome)
     except CommandError as err:
-        outcome.finish("failed", _Progress(outcome).error(err))
+        outcome.finish("failed", _Progress(outcome, ctx.env.get("PULUMI_BACKEND_URL")).error(err))
     except Exception as err:  # one student's failure never stops the others
         outcome.finish("failed", f"{type(err).__name__}: {err}")
 
 
 def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
     return {**student.values, **ctx.extra_config.get(student.id, {})}
+
+
+def _cancel_stale_lock(ctx: RunContext, stack: Stack, outcome: Outcome) -> bool:
+    """Remove the stack's lock when every holder was a process of this machine that no longer
+    runs (a `pulumi` that lost the backend mid-update could not delete its lock); True if it
+    did. A lock of another machine is left alone: only its owner can tell."""
+    holders = automation.lock_holders(ctx.env, stack.name)
+    if not holders or not all(locks.is_stale_here(h) for h in holders):
+        return False
+    outcome.detail = "removing a stale lock: " + ", ".join(h.describe() for h in holders)
+    stack.cancel()
+    return True
 
 
 def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
@@ -235,11 +256,19 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
             outcome.finish("deployed")
             return
         refresh = last is not None and last.result != "succeeded"
+    unlocked = exists and _cancel_stale_lock(ctx, stack, outcome)
+    if unlocked:
+        refresh = True  # the update it belonged to never finished
+        if student.config.target == "docker":
+            outcome.detail = "removing what the lost update left outside the state"
+            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     if refresh and student.config.target == "openstack":
         outcome.detail = "waiting for Nova's builds"
         if building := class_preflight.wait_for_builds(ctx.env, student.id):
             outcome.detail = f"still in BUILD after 180 s: {', '.join(building)}"
     action = "up --refresh" if refresh else "up"
+    if unlocked:
+        action = f"pulumi cancel (stale lock), {action}"
     ok = _run_engine(
         ctx,
         outcome,
@@ -303,6 +332,10 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     last = _history(stack)
     refresh = last is not None and last.result != "succeeded"
+    if _cancel_stale_lock(ctx, stack, outcome):
+        refresh = True
+        if student.config.target == "docker":  # what the engine cannot destroy, it never knew
+            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     ok = _run_engine(
         ctx,
         outcome,
@@ -341,6 +374,11 @@ def _status(ctx: RunContext, student: Student, outcome: Outcome) -> None:
         return
     if summary.update_in_progress:
         outcome.finish("busy", "an update is running on this stack")
+        return
+    # A self-managed backend reports no update in progress: its lock says who is at work.
+    if holders := automation.lock_holders(ctx.env, student.stack):
+        who = ", ".join(h.describe() for h in holders)
+        outcome.finish("busy", f"being updated by {who}")
         return
     stack = automation.stack(ctx.ws, student.stack, create=False)
     last = _history(stack)
