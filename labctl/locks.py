@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.names import PROJECT
+
 # `...: created by root@lab-7 (pid 4242) at 2026-12-04T21:30:02Z` (backend/diy/lock.go).
 _CREATED_BY = re.compile(
     r"created by (?P<user>.+?)@(?P<host>\S+) \(pid (?P<pid>\d+)\) at (?P<at>\S+)"
@@ -56,6 +58,13 @@ class Holder:
         # The lock file's time has nanoseconds; the error message's, seconds.
         since = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", self.since)
         return f"{self.user}@{self.host} (pid {self.pid}, since {since})"
+
+
+def all_stale_here(holders: list[Holder] | None) -> bool:
+    """Whether the stack is locked, and only by processes of this machine that are gone (a
+    `pulumi` that lost the backend mid-update could not delete its lock): then its lock may be
+    removed. A lock of another machine is left for its owner."""
+    return bool(holders) and all(is_stale_here(h) for h in holders or ())
 
 
 def is_stale_here(holder: Holder) -> bool:
@@ -95,6 +104,13 @@ def locked_message(stack: str, text: str) -> str | None:
 
 def lock_prefix(project: str, stack: str) -> str:
     return f".pulumi/locks/organization/{project}/{stack}/"
+
+
+def stack_holders(env: Mapping[str, str], stack: str) -> list[Holder] | None:
+    """The holders of the project's `stack` in the backend `env` names (PULUMI_BACKEND_URL);
+    None when it cannot be read."""
+    url = env.get("PULUMI_BACKEND_URL")
+    return read_holders(url, PROJECT, stack, env) if url else None
 
 
 def read_holders(url: str, project: str, stack: str, env: Mapping[str, str]) -> list[Holder] | None:

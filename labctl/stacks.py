@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from lab.config import ConfigError, LabConfig
 from labctl import locks, stack_env, toolchain
 from labctl.backend import store_failure
@@ -118,10 +116,8 @@ def _cancel_stale_lock(run: stack_env.PulumiRun) -> bool:
     """Remove the stack's lock when a `pulumi` of this machine left it and is gone (it lost the
     backend mid-update and could not delete it); True if it did, and the stack is then
     refreshed before the update. A lock of another machine is left for its owner."""
-    url = run.env.get("PULUMI_BACKEND_URL")
-    project = str(yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"])
-    holders = locks.read_holders(url, project, run.stack, run.env) if url else None
-    if not holders or not all(locks.is_stale_here(h) for h in holders):
+    holders = locks.stack_holders(run.env, run.stack)
+    if not holders or not locks.all_stale_here(holders):
         return False
     who = ", ".join(h.describe() for h in holders)
     toolchain.console.print(f"lab: removing a stale lock of {run.stack} ({who}: gone)")

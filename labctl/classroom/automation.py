@@ -141,10 +141,7 @@ def existing_stacks(ws: LocalWorkspace) -> dict[str, Any]:
 def lock_holders(env: Mapping[str, str], stack_name: str) -> list[locks.Holder]:
     """Who holds the stack's lock in the backend of `env` (labctl/locks.py); empty when nobody
     does or when it cannot be told."""
-    url = env.get("PULUMI_BACKEND_URL")
-    if not url:
-        return []
-    return locks.read_holders(url, str(_project_file()["name"]), stack_name, env) or []
+    return locks.stack_holders(env, stack_name) or []
 
 
 def stack(ws: LocalWorkspace, name: str, *, create: bool) -> Stack:

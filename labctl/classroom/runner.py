@@ -235,7 +235,7 @@ def _cancel_stale_lock(ctx: RunContext, stack: Stack, outcome: Outcome) -> bool:
     runs (a `pulumi` that lost the backend mid-update could not delete its lock); True if it
     did. A lock of another machine is left alone: only its owner can tell."""
     holders = automation.lock_holders(ctx.env, stack.name)
-    if not holders or not all(locks.is_stale_here(h) for h in holders):
+    if not locks.all_stale_here(holders):
         return False
     outcome.detail = "removing a stale lock: " + ", ".join(h.describe() for h in holders)
     stack.cancel()
