@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labctl.paths import cache_dir
 from tools.procsup import procsup
 
 S3PROXY_VERSION = "4.1.0"  # the newest release; built for Java 17 (its pom's java.version)
@@ -71,16 +72,12 @@ def say(message: str) -> None:
     print(f"backends: {message}", file=sys.stderr, flush=True)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("CALCLAB_CACHE") or Path.home() / ".cache" / "calculator-lab")
-
-
 def downloads() -> Path:
-    return cache_root() / "backends" / "downloads"
+    return cache_dir() / "backends" / "downloads"
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("CALCLAB_BACKENDS_DIR") or cache_root() / "backends")
+    return Path(os.environ.get("CALCLAB_BACKENDS_DIR") or cache_dir() / "backends")
 
 
 # --- install ---------------------------------------------------------------------------------
