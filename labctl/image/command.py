@@ -156,9 +156,8 @@ def send(
             task = progress.add_task(f"uploading {name}", total=local.size)
             glance.upload(image, handle, local.size, lambda n: progress.advance(task, n))
         stored = glance.wait_active(image, timeout)
-        if stored.os_hash_algo and stored.os_hash_algo not in local.hashes:
-            more = file_digests(source.path, [stored.os_hash_algo])
-            local = Digests(local.size, {**local.hashes, **more.hashes})
+        if stored.os_hash_algo:
+            local = local.including(source.path, [stored.os_hash_algo])
         mismatch = upload_mismatch(local, stored)
         if mismatch is not None:
             raise ImageError(
@@ -235,10 +234,7 @@ def _upload(
 ) -> None:
     local = hash_file(source.path, ("md5", DEFAULT_HASH), console)
     visible = glance.named([wanted, content_name(wanted, local)])
-    extra = {i.os_hash_algo for i in visible if i.os_hash_algo} - set(local.hashes)
-    if extra:
-        more = file_digests(source.path, extra)
-        local = Digests(local.size, {**local.hashes, **more.hashes})
+    local = local.including(source.path, {i.os_hash_algo for i in visible if i.os_hash_algo})
     plan = plan_upload(wanted, local, visible, glance.project, replace=replace)
     console.print(f"lab image: {plan.why}")
     if isinstance(plan, Reuse):

@@ -30,6 +30,14 @@ class Digests:
         """Eight hex digits of the sha512: enough to tell a class's images apart by name."""
         return self.hashes[DEFAULT_HASH][:8]
 
+    def including(self, path: Path, algorithms: Iterable[str]) -> Digests:
+        """These digests and those of `algorithms` it lacks (another read of `path` if any)."""
+        missing = set(algorithms) - set(self.hashes)
+        if not missing:
+            return self
+        more = file_digests(path, missing)
+        return Digests(self.size, {**self.hashes, **more.hashes})
+
 
 def file_digests(
     path: Path, algorithms: Iterable[str], advance: Callable[[int], None] | None = None
