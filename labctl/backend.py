@@ -187,13 +187,18 @@ def _masked_parameter(item: str) -> str:
     return f"{key}={MASK}" if equals and _SECRET_PARAMETER.search(key) else item
 
 
+def print_exports(values: Mapping[str, str]) -> None:
+    """`export` lines (scripts/pulumi-env) for what `values` sets or changes in this shell."""
+    for key, value in values.items():
+        if os.environ.get(key) != value:
+            print(f"export {key}={shlex.quote(value)}")
+
+
 def main() -> None:
     """`python3 -m labctl.backend`: export lines for scripts/pulumi-env before the virtualenv."""
     chosen = decide(os.environ)
     print(chosen.line(), file=sys.stderr)
-    for key, value in chosen.for_shell(chosen.environment()).items():
-        if os.environ.get(key) != value:
-            print(f"export {key}={shlex.quote(value)}")
+    print_exports(chosen.for_shell(chosen.environment()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -282,9 +281,7 @@ def pulumi_environment(state: Backend | None = None) -> dict[str, str]:
 def print_exports() -> None:
     """`export` lines for what pulumi_environment() sets or changes (scripts/pulumi-env)."""
     state = announce(os.environ)
-    for key, value in state.for_shell(pulumi_environment(state)).items():
-        if os.environ.get(key) != value:
-            print(f"export {key}={shlex.quote(value)}")
+    backend.print_exports(state.for_shell(pulumi_environment(state)))
 
 
 def run_build(targets: list[str], env: Mapping[str, str]) -> None:
