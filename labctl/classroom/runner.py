@@ -230,15 +230,20 @@ def _values(ctx: RunContext, student: Student) -> dict[str, Any]:
     return {**student.values, **ctx.extra_config.get(student.id, {})}
 
 
-def _cancel_stale_lock(ctx: RunContext, stack: Stack, outcome: Outcome) -> bool:
+def _recover_stale_lock(ctx: RunContext, stack: Stack, student: Student, outcome: Outcome) -> bool:
     """Remove the stack's lock when every holder was a process of this machine that no longer
-    runs (a `pulumi` that lost the backend mid-update could not delete its lock); True if it
-    did. A lock of another machine is left alone: only its owner can tell."""
+    runs (a `pulumi` that lost the backend mid-update could not delete its lock), and on Docker
+    what that lost update made outside the state (the engine cannot destroy what it never
+    recorded, and would make it twice); True if it did, and the stack wants a refresh. A lock
+    of another machine is left alone: only its owner can tell."""
     holders = automation.lock_holders(ctx.env, stack.name)
     if not locks.all_stale_here(holders):
         return False
     outcome.detail = "removing a stale lock: " + ", ".join(h.describe() for h in holders)
     stack.cancel()
+    if student.config.target == "docker":
+        outcome.detail = "removing what the lost update left outside the state"
+        orphans.remove_docker_orphans(stack, student.id, ctx.env)
     return True
 
 
@@ -256,12 +261,9 @@ def _up(ctx: RunContext, student: Student, outcome: Outcome) -> None:
             outcome.finish("deployed")
             return
         refresh = last is not None and last.result != "succeeded"
-    unlocked = exists and _cancel_stale_lock(ctx, stack, outcome)
+    unlocked = exists and _recover_stale_lock(ctx, stack, student, outcome)
     if unlocked:
         refresh = True  # the update it belonged to never finished
-        if student.config.target == "docker":
-            outcome.detail = "removing what the lost update left outside the state"
-            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     if refresh and student.config.target == "openstack":
         outcome.detail = "waiting for Nova's builds"
         if building := class_preflight.wait_for_builds(ctx.env, student.id):
@@ -332,10 +334,8 @@ def _destroy(ctx: RunContext, student: Student, outcome: Outcome) -> None:
     automation.write_stack_config(ctx.ws, student, ctx.extra_config.get(student.id))
     last = _history(stack)
     refresh = last is not None and last.result != "succeeded"
-    if _cancel_stale_lock(ctx, stack, outcome):
+    if _recover_stale_lock(ctx, stack, student, outcome):
         refresh = True
-        if student.config.target == "docker":  # what the engine cannot destroy, it never knew
-            orphans.remove_docker_orphans(stack, student.id, ctx.env)
     ok = _run_engine(
         ctx,
         outcome,
