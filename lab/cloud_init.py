@@ -123,7 +123,7 @@ def start_script(role: str, environment: Mapping[str, str], python: str) -> str:
     comments: it travels gzipped in the user data, where every byte counts against Nova's
     limit. "Up" means listening: the unit is active as soon as python starts, before it binds.
     """
-    unit = f"calculator-{role}.service"
+    unit = unit_name(role)
     port = environment.get("CALC_PORT", "")
     host = environment.get("CALC_LISTEN_HOST", "")
     probe_host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104
@@ -166,6 +166,11 @@ def start_script(role: str, environment: Mapping[str, str], python: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unit_name(role: str) -> str:
+    """The role's systemd unit, which the start script enables and its message names."""
+    return f"calculator-{role}.service"
+
+
 def _sh_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
@@ -179,7 +184,7 @@ def render_user_data(
 ) -> str:
     """A `#cloud-config` document that installs and starts one calculator role."""
     files = app_files() if files is None else files
-    unit_name = f"calculator-{role}.service"
+    unit = unit_name(role)
     archive_path = f"{INSTALL_DIR}/calculator.tar.gz"
     script_path = f"{INSTALL_DIR}/start-{role}"
     document = {
@@ -192,7 +197,7 @@ def render_user_data(
                 "owner": "root:root",
             },
             {
-                "path": f"/etc/systemd/system/{unit_name}",
+                "path": f"/etc/systemd/system/{unit}",
                 "content": systemd_unit(role, environment, python),
                 "permissions": "0644",
                 "owner": "root:root",
