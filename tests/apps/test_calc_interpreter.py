@@ -10,6 +10,7 @@ this process, and require identical answers, errors included.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -31,37 +32,34 @@ from tests.apps.test_calc_properties import BIG_EXPRESSION, EXPRESSION
 
 pytestmark = pytest.mark.e2e
 
-# Runs on the interpreter under test, so it must stay valid Python 3.8. One JSON request a line:
-# ["expr", text] or [service, body]; one JSON answer a line, as answer() below builds it.
-_WORKER = """
-import json, sys
-from calculator.errors import CalcError
-from calculator.evaluate import calculate
-from calculator.arith import Limits, format_number
-from calculator.service import compute
-from calculator.arith import Limits
-
-def answer(kind, text):
-    try:
-        if kind == "expr":
-            return ["value", format_number(calculate(text))]
-        return ["value", compute(kind, text, Limits())[1]]
-    except CalcError as error:
-        return [type(error).__name__, error.message, error.status, error.position]
-
-for line in sys.stdin:
-    print(json.dumps(answer(*json.loads(line))), flush=True)
-"""
-
 
 def answer(kind: str, text: str) -> list[object]:
-    """What the worker answers, computed here on the tests' own interpreter."""
+    """The core's answer to one input: a value, or the error's class, message, status and
+    position. Run here and, in the worker, on the interpreter under test (so it must stay
+    valid Python 3.8)."""
     try:
         if kind == "expr":
             return ["value", format_number(calculate(text))]
         return ["value", compute(kind, text, Limits())[1]]
     except CalcError as error:
         return [type(error).__name__, error.message, error.status, error.position]
+
+
+# The worker runs answer() itself, its very source: one JSON request a line, ["expr", text] or
+# [service, body], one JSON answer a line.
+_WORKER = "\n".join(
+    [
+        "from __future__ import annotations",
+        "import json, sys",
+        "from calculator.arith import Limits, format_number",
+        "from calculator.errors import CalcError",
+        "from calculator.evaluate import calculate",
+        "from calculator.service import compute",
+        inspect.getsource(answer),
+        "for line in sys.stdin:",
+        "    print(json.dumps(answer(*json.loads(line))), flush=True)",
+    ]
+)
 
 
 class Worker:
