@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ APP_PYTHON = os.environ.get("CALCLAB_APP_PYTHON") or sys.executable
 
 class Process:
     """One ``python3 -m calculator <role>`` (python3 being APP_PYTHON) with its stderr collected
-    line by line."""
+    line by line; `wrapper` goes before it (``ip netns exec NS``, to run it in a namespace)."""
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class Process:
         port: int = 0,
         *,
         apps: Path = APPS,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.role = role
         self.extra_env = dict(env or {})
@@ -53,7 +54,7 @@ class Process:
             **self.extra_env,
         }
         self.popen = subprocess.Popen(
-            [APP_PYTHON, "-m", "calculator", role],
+            [*wrapper, APP_PYTHON, "-m", "calculator", role],
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
