@@ -456,14 +456,31 @@ def lab_environment(student: str) -> dict[str, dict[str, str]]:
     return {node.role: topology.environment(node.role) for node in topology.nodes}
 
 
+def agent_argv(clouds_yaml: Path, student: str, netns: str, *mode: str) -> list[str]:
+    """The agent exactly as an operator runs it (`mode`: --once, or --interval N)."""
+    return [sys.executable, "-m", "tools.dataplane.sgfw", "--cloud", os.environ.get("OS_CLOUD", "testcloud"),
+            "--network", f"{student}-client", "--network", f"{student}-service", "--netns", netns, *mode]  # fmt: skip
+
+
+def agent_env(clouds_yaml: Path) -> dict[str, str]:
+    return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "PYTHONPATH": str(REPO)}
+
+
 def agent(clouds_yaml: Path, student: str, netns: str) -> subprocess.CompletedProcess[str]:
-    """The agent exactly as an operator runs it, once."""
-    argv = [sys.executable, "-m", "tools.dataplane.sgfw", "--cloud", os.environ.get("OS_CLOUD", "testcloud"),
-            "--network", f"{student}-client", "--network", f"{student}-service", "--netns", netns, "--once"]  # fmt: skip
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "PYTHONPATH": str(REPO)}
+    argv = agent_argv(clouds_yaml, student, netns, "--once")
     return subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+        argv, cwd=REPO, env=agent_env(clouds_yaml), capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_security_groups_enforced_on_real_packets(
@@ -593,16 +610,34 @@ def test_security_groups_enforced_on_real_packets(
         ):
             assert name in grew, f"{name} did not count a drop: {after}"
 
-        # Driven by the API: a rule added there (sum may reach sub) opens that path at the next round.
-        groups = {sg.name: sg for sg in member.network.security_groups()}
-        member.network.create_security_group_rule(
-            security_group_id=groups[f"{deployed.student}-sub"].id, direction="ingress", ethertype="IPv4",
-            protocol="tcp", port_range_min=PORTS["sub"], port_range_max=PORTS["sub"],
-            remote_group_id=groups[f"{deployed.student}-sum"].id,
+        # Driven by the API: the agent left running (its loop, a read every second) opens a
+        # path at the next round after a rule allowing it (sum may reach sub) appears there.
+        log = Path(deployed.workdir) / "sgfw-loop.log"
+        looping = subprocess.Popen(
+            agent_argv(clouds_yaml, deployed.student, stand.bridges, "--interval", "1"),
+            cwd=REPO, env=agent_env(clouds_yaml), stdout=log.open("w"), stderr=subprocess.STDOUT,
+            text=True,
         )  # fmt: skip
-        assert agent(clouds_yaml, deployed.student, stand.bridges).returncode == 0
-        assert reach(sum_.netns, sub.ip, PORTS["sub"]) == "open"
-        assert reach(mul_ns := g["mul"].netns, sub.ip, PORTS["sub"]) == "dropped", mul_ns
+        try:
+            # Its first round first (the ruleset --once loaded), so the rule is news to it.
+            assert wait_for(lambda: "loaded" in log.read_text(), 60.0), log.read_text()
+            groups = {sg.name: sg for sg in member.network.security_groups()}
+            member.network.create_security_group_rule(
+                security_group_id=groups[f"{deployed.student}-sub"].id, direction="ingress",
+                ethertype="IPv4", protocol="tcp", port_range_min=PORTS["sub"],
+                port_range_max=PORTS["sub"], remote_group_id=groups[f"{deployed.student}-sum"].id,
+            )  # fmt: skip
+            started = time.monotonic()
+            opened = wait_for(lambda: reach(sum_.netns, sub.ip, PORTS["sub"]) == "open", 60.0)
+            deployed.times["rule added to path open"] = time.monotonic() - started
+            assert opened, "the agent's loop did not apply the new rule"
+            assert reach(g["mul"].netns, sub.ip, PORTS["sub"]) == "dropped"
+            time.sleep(2.5)  # rounds with nothing new: nothing is reloaded
+        finally:
+            looping.terminate()
+            looping.wait(timeout=30)
+        # The same ruleset as --once left, then the one with the new rule: two loads, no more.
+        assert log.read_text().count("sgfw: loaded 5 ports") == 2, log.read_text()
     finally:
         problems = stand.down()
         left = [name for name in stand.namespaces if (NETNS_DIR / name).exists()]

@@ -230,6 +230,16 @@ def test_stateful_dispatch_and_one_zone_per_network() -> None:
     ]
 
 
+def test_the_text_does_not_depend_on_the_apis_order() -> None:
+    # The agent reloads only when the text changes; Neutron lists rules in no fixed order.
+    shuffled = SecurityGroup(SUM_SG.id, SUM_SG.name, tuple(reversed(SUM_SG.rules)))
+    two_groups = Port(SUM_ID, SUM.name, SERVICE_NET, SUM.mac, SUM.fixed_ips, ("sg-sum", "sg-front"))
+    other_way = Port(SUM_ID, SUM.name, SERVICE_NET, SUM.mac, SUM.fixed_ips, ("sg-front", "sg-sum"))
+    one = State((FRONT, two_groups), {"sg-front": FRONT_SG, "sg-sum": SUM_SG}, (FRONT, two_groups))
+    two = State((other_way, FRONT), {"sg-sum": shuffled, "sg-front": FRONT_SG}, (other_way, FRONT))
+    assert render(one) == render(two)
+
+
 def test_no_ports_still_replaces_the_tables() -> None:
     text = render(state())
     assert text.splitlines()[1:5] == [

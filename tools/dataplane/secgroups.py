@@ -208,12 +208,14 @@ def _rule_line(rule: Rule, state: State, verdict: str) -> str:
 def _port_rules(port: Port, state: State, direction: str) -> list[str]:
     verdict = "accept" if direction == "ingress" else "return"
     lines = []
-    for group_id in port.security_group_ids:
+    # Groups and rules in id order: Neutron lists them in no fixed order, and the agent reloads
+    # only when the text changes.
+    for group_id in sorted(port.security_group_ids):
         group = state.groups.get(group_id)
         if group is None:
             lines.append(f"# group {group_id}: not readable, its rules are not applied")
             continue
-        for rule in group.rules:
+        for rule in sorted(group.rules, key=lambda rule: rule.id):
             if rule.direction == direction:
                 lines.append(_rule_line(rule, state, verdict))
     return lines
