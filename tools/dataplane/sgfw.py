@@ -1,13 +1,14 @@
 """The security-group firewall agent: Neutron's API state in, one nftables ruleset applied.
 
     python -m tools.dataplane.sgfw --cloud testcloud --network bob-client --network bob-service \\
-        [--netns NS] [--once | --interval SECONDS] [--print]
+        [--netns NS] [--once | --interval SECONDS] [--print] [--save FILE]
 
-It filters every port of the given networks that is not Neutron's own (device_owner
-`network:…`: router interfaces, DHCP) and has port security: the VMs' ports, whether or not a
-server holds them yet. Ports are chosen by network rather than by host binding because a
-project member (who runs the lab) cannot read `binding:host_id`, and because one namespace
-holds every tap of those networks in our data plane. Remote groups are expanded from every
+It filters every port of the given networks (or of all networks the credentials see) that is
+not Neutron's own (device_owner `network:…`: router interfaces, DHCP) and has port security:
+the VMs' ports, whether or not a server holds them yet. Ports are chosen by network rather
+than by host binding because a project member (who runs the lab) cannot read
+`binding:host_id`, and because one namespace holds every tap of those networks in our data
+plane. Remote groups are expanded from every
 port the credentials can see.
 
 Each round reads the API (openstacksdk), renders with `secgroups.render` and, when the text
@@ -76,7 +77,8 @@ def _rule(raw: Any) -> Rule:
 
 
 def read_state(conn: Any, networks: Sequence[str]) -> State:
-    """The ports of `networks` (names or ids) and the security groups around them."""
+    """The ports of `networks` (names or ids; none: every network) and the security groups
+    around them."""
     network_ids = []
     for name in networks:
         network = conn.network.find_network(name, ignore_missing=True)
@@ -88,7 +90,8 @@ def read_state(conn: Any, networks: Sequence[str]) -> State:
     filtered = tuple(
         port
         for port, raw in zip(everything, raw_ports, strict=True)
-        if port.network_id in network_ids and not (raw.device_owner or "").startswith("network:")
+        if (not networks or port.network_id in network_ids)
+        and not (raw.device_owner or "").startswith("network:")
     )
     groups = {
         raw.id: SecurityGroup(
@@ -142,7 +145,9 @@ def connect(cloud: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sgfw", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cloud", required=True, help="a clouds.yaml entry")
-    parser.add_argument("--network", action="append", required=True, help="name or id")
+    parser.add_argument(
+        "--network", action="append", default=[], help="name or id (repeat; none: all networks)"
+    )
     parser.add_argument("--netns", help="the namespace holding the taps (default: ours)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between reads")
     parser.add_argument("--once", action="store_true", help="one round, then exit")
