@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from labctl.classroom.automation import class_dir  # noqa: E402
 from labctl.classroom.report import GOOD_STATES  # noqa: E402
 from labctl.classroom.roster import load_roster  # noqa: E402
 from preflight.checks import quota_rows  # noqa: E402
@@ -200,10 +202,17 @@ def measure(argv: Sequence[str], env: Mapping[str, str], workers: int, operation
         process = subprocess.Popen(argv, cwd=REPO, env=dict(env), stdout=out, stderr=out)
         sampler = Sampler(process.pid)
         sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except KeyboardInterrupt:
+            # The console got the Ctrl-C too and is cancelling its updates: let it finish, so
+            # that the clean-up's destroy does not find the stacks locked.
+            os.wait4(process.pid, 0)
+            raise
+        finally:
+            sampler.stop.set()
         process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
-    sampler.stop.set()
     sampler.join()
     machine_after = psutil.cpu_times()
     cloud_after = cpu_seconds(cloud)
@@ -363,8 +372,8 @@ def lab_class(operation: str, roster: Path, workers: int, report: Path) -> list[
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"{args.prefix}-bench-"))
-    (work / "state").mkdir()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix=f"{args.prefix}-bench-"))
+    (work / "state").mkdir(parents=True, exist_ok=True)
     roster = work / "class.yaml"
     ids = write_roster(roster, args.prefix, args.students)
     env = {
@@ -397,6 +406,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         console.print(_line(result))
                         if operation == "destroy" and result.exit_code == 0:
                             dirty = False
+            except KeyboardInterrupt:
+                record["interrupted"] = True
             finally:
                 if dirty:  # a failure or Ctrl-C midway: what the class made goes first
                     console.print("class_bench: destroying what the class made")
@@ -405,6 +416,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     done = subprocess.run(cleanup, cwd=REPO, env=env, check=False)
                     record["cleanup_exit_code"] = done.returncode
                 record["leftovers"] = wait_for_leftovers(args.prefix)
+                if not record["leftovers"]:  # the class's directory of stack files, in the cache
+                    shutil.rmtree(class_dir(load_roster(roster)), ignore_errors=True)
     finally:
         if args.json:
             args.json.write_text(json.dumps(record, indent=2) + "\n")
@@ -413,7 +426,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _line(m: Measure) -> str:
     failed = f", {len(m.failures)} failed: {m.failures[0]}" if m.failures else ""
-    return f"  {m.operation} with {m.workers} workers: {m.wall_s:.0f} s, exit {m.exit_code}{failed}"
+    parts = ", ".join(f"{name} {mib:.0f}" for name, mib in m.peak_student_parts_mib.items())
+    one = f"; one student at most {m.peak_student_mib:.0f} MiB ({parts})" if parts else ""
+    return (
+        f"  {m.operation} with {m.workers} workers: {m.wall_s:.0f} s, exit {m.exit_code}"
+        f"{failed}{one}"
+    )
 
 
 def table(record: Mapping[str, Any]) -> Table:
@@ -472,6 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="room left in each quota above the class's need (default 5)",
     )
     parser.add_argument("--backend", help="a state backend URL (default: a private directory)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="where the roster, the reports and each command's log go (default: a new one in /tmp)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("OS_CLIENT_CONFIG_FILE"):
         parser.error('the test cloud\'s environment first: eval "$(tools/testcloud/testcloud env)"')
@@ -481,8 +504,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"quota raised for the run, then restored: {record['quota_raised']}")
     if record.get("leftovers"):
         console.print(f"[red]left in the cloud: {record['leftovers']}[/red]")
+    if record.get("cleanup_exit_code"):
+        console.print(f"[red]the clean-up's destroy failed: see {record['work_dir']}[/red]")
+    if record.get("interrupted"):
+        return 130
     failed = any(m["failures"] for m in record["measures"])
-    return 1 if failed or record.get("leftovers") else 0
+    return 1 if failed or record.get("leftovers") or record.get("cleanup_exit_code") else 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+from labctl.classroom.automation import class_dir
+from labctl.classroom.roster import load_roster
+
 from .conftest import REPO, VENV, Toolchain
 from .test_class_testcloud import leftovers
 
@@ -42,7 +45,7 @@ def test_class_bench_runs_a_class_and_cleans_up(
     }
     argv = [str(VENV / "bin/python"), str(REPO / "benchmarks/class_bench.py")]
     argv += ["--students", "2", "--workers", "2", "--prefix", PREFIX]
-    argv += ["--quota-margin", str(MARGIN), "--json", str(out)]
+    argv += ["--quota-margin", str(MARGIN), "--json", str(out), "--work-dir", str(tmp_path)]
     done = subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False
     )
@@ -64,6 +67,7 @@ def test_class_bench_runs_a_class_and_cleans_up(
     assert "cleanup_exit_code" not in record  # nothing failed, so no clean-up destroy was needed
     assert record["leftovers"] == {}
     assert leftovers(member, [f"{PREFIX}-01", f"{PREFIX}-02"], wait=0) == {}
+    assert not class_dir(load_roster(tmp_path / "class.yaml")).exists()
 
     assert "instances" in record["quota_raised"], record["quota_raised"]
     assert record["quota_raised"]["instances"]["from"] == before
