@@ -7,7 +7,8 @@ file but a program of one line, so that a test can watch every file the workers 
 
 WORK_DIR receives the roster, the workspace, the program and `threads.json`: per student, the
 native id of the worker thread that ran it and when (time.time(), strace's clock), so that
-each write the trace shows can be put down to one student. The state backend and the
+each write the trace shows can be put down to one student, and the value of
+PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION the workers ran with. The state backend and the
 passphrase come from the environment (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE).
 """
 
@@ -83,7 +84,15 @@ def main(work: Path, students: int, workers: int) -> int:
             print(f"{operation} {outcome.student}: {outcome.state} {outcome.error or ''}")
         failures += len(failed(report))
     (work / "threads.json").write_text(
-        json.dumps({"main": threading.get_native_id(), "runs": intervals})
+        json.dumps(
+            {
+                "runs": intervals,
+                # What the workers' `pulumi` ran with: no plugin acquired behind our back.
+                "acquisition_disabled": ws.env_vars.get(
+                    "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"
+                ),
+            }
+        )
     )
     return 1 if failures else 0
 

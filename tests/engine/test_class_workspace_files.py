@@ -187,6 +187,7 @@ def test_no_two_workers_write_one_file_at_once(toolchain: Toolchain, tmp_path: P
         assert any(p.endswith(f"/Pulumi.{student}.yaml") for p in own), sorted(writers)
         assert any(p.endswith(f"/stacks/calculator-lab/{student}.json") for p in own), own
 
+    assert threads["acquisition_disabled"] == "true"
     plugins = [p for p in writers if "/plugins/" in p and not p.endswith(".lastused")]
     assert plugins == [], f"a worker wrote into a plugin directory: {plugins}"
 
