@@ -507,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if record.get("cleanup_exit_code"):
         console.print(f"[red]the clean-up's destroy failed: see {record['work_dir']}[/red]")
     if record.get("interrupted"):
+        console.print("class_bench: interrupted (Ctrl-C): the measures above are all there are")
         return 130
     failed = any(m["failures"] for m in record["measures"])
     return 1 if failed or record.get("leftovers") or record.get("cleanup_exit_code") else 0

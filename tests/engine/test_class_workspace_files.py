@@ -18,7 +18,7 @@ What two students' workers may both write, and why:
   first deletes the logs past 7 days or beyond 500 MB, oldest first (pkg/logging/rotation.go),
   so two commands starting together may both try to delete the same old log; a log is
   created and written by one student's command only.
-About 40 s on 2 cores (4 students, strace slows the engine a little).
+28 to 55 s on the shared 2 cores (4 students; strace slows the engine a little).
 """
 
 from __future__ import annotations
