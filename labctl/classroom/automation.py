@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,20 @@ from labctl.backend import Backend
 from labctl.classroom.roster import Roster, Student
 from labctl.paths import ROOT, cache_dir, stack_file_name
 
+# `pulumi stack rm` rewrites (here: deletes) the workspace settings file of the project's
+# directory, `<PULUMI_HOME>/workspaces/<project>-<sha1 of the project file's path>-workspace.json`,
+# whatever stack it removes: one file for every stack of a class (pkg/cmd/pulumi/stack/
+# stack_remove.go, backend/state/stacks.go). The CLI reads it, changes it and writes it back, so
+# two removals at once could lose each other's change: they run one at a time.
+_WORKSPACE_SETTINGS = threading.Lock()
+
 
 class ExplicitWorkspace(LocalWorkspace):
-    """A LocalWorkspace that never changes the selected stack."""
+    """A LocalWorkspace that never changes the selected stack, and removes one stack at a time.
+
+    The upstream `create_stack` and `select_stack` would each write the workspace settings file
+    shared by all the class's stacks (the selected stack); these only read it.
+    """
 
     def select_stack(self, stack_name: str) -> None:
         # `pulumi stack --stack NAME` fails when the stack does not exist, as select would.
@@ -43,6 +55,12 @@ class ExplicitWorkspace(LocalWorkspace):
         if self.secrets_provider:
             args += ["--secrets-provider", self.secrets_provider]
         self._run_pulumi_cmd_sync(args)
+
+    def remove_stack(
+        self, stack_name: str, force: bool | None = None, preserve_config: bool | None = None
+    ) -> None:
+        with _WORKSPACE_SETTINGS:
+            super().remove_stack(stack_name, force=force, preserve_config=preserve_config)
 
 
 def class_dir(roster: Roster) -> Path:
@@ -69,7 +87,8 @@ def _pulumi_root(env: Mapping[str, str]) -> str:
     return str(Path(found).resolve().parent.parent)  # PulumiCommand wants ROOT with bin/pulumi
 
 
-def _project_file() -> dict[str, Any]:
+def project_file() -> dict[str, Any]:
+    """The checkout's project file, made to run from a class's directory."""
     project: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     project["main"] = str(ROOT)
     options = project.setdefault("runtime", {}).setdefault("options", {})
@@ -82,7 +101,7 @@ def _project_file() -> dict[str, Any]:
 def project_defaults() -> dict[str, Any]:
     """The defaults Pulumi.yaml declares for the project's keys; the engine records them with
     the stack's own values in each update's config."""
-    declared = _project_file().get("config") or {}
+    declared = project_file().get("config") or {}
     return {
         key: spec["default"]
         for key, spec in declared.items()
@@ -94,12 +113,20 @@ def open_workspace(roster: Roster, env: Mapping[str, str]) -> ExplicitWorkspace:
     """The class's workspace: its directory made, the project file written (from the
     checkout's, every time, so a changed project file is picked up)."""
     work_dir = class_dir(roster)
+    ws = workspace_at(work_dir, project_file(), env)
+    (work_dir / "roster-path").write_text(f"{roster.path.resolve()}\n")
+    return ws
+
+
+def workspace_at(
+    work_dir: Path, project: Mapping[str, Any], env: Mapping[str, str]
+) -> ExplicitWorkspace:
+    """A workspace in `work_dir` running `project` (a project file's document)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "Pulumi.yaml").write_text(
         f"# Written by `lab class` from {ROOT / 'Pulumi.yaml'}; rewritten on every run.\n"
-        + yaml.safe_dump(_project_file(), sort_keys=False)
+        + yaml.safe_dump(dict(project), sort_keys=False)
     )
-    (work_dir / "roster-path").write_text(f"{roster.path.resolve()}\n")
     return ExplicitWorkspace(
         work_dir=str(work_dir),
         env_vars=dict(env),
