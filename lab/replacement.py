@@ -2,19 +2,24 @@
 
 The engine replaces a resource whose replacement trigger differs from the one its state
 recorded (a null on either side never triggers). The program keeps no state of its own, so
-each server carries the trigger it was created under (in its metadata, `TRIGGER_METADATA`),
-and the program, having read the stack's servers, declares
+each server carries the trigger it was created under (its metadata `TRIGGER_METADATA`; a
+Docker container its label `TRIGGER_LABEL`), and the program, having read the stack's
+servers, declares
 
 - a healthy server with the trigger it records: no change, run after run;
 - a healthy server that records none (created before servers recorded one) with its own id:
-  stable, so nothing changes, and the state learns a trigger for the next time;
-- a server in ERROR with `replaces <its id>`: it differs from whatever it was created under,
-  so the engine replaces it, and the new server records that value and is stable in turn;
+  the state had no trigger, so nothing is replaced; the server is given the value to record
+  (in place on Nova; a Docker container, whose labels are fixed, is replaced that once), and
+  the state holds a trigger for the next time;
+- a server in ERROR (a container stopped) with `replaces <its id>`: it differs from whatever
+  it was created under, so the engine replaces it, and the new server records that value and
+  is stable in turn; a preview and the update after it declare the same;
 - a server that is gone (or was never created) with a fresh value: the engine replaces what
   its state still holds, or creates it.
 
-This replaces a refresh of the whole stack before every preview and update: one listing of
-the project's servers finds the same failures. Pure: the reading is the preflight's.
+This stands in for a refresh of the whole stack before every preview and update: one listing
+of the project's servers finds the same failures. Pure: the reading is the preflight's
+(preflight/reading.py, preflight/containers.py).
 """
 
 from __future__ import annotations
