@@ -237,5 +237,7 @@ class CalculatorContainers(pulumi.ComponentResource):
                 depends_on=list(routers) if spec.after_routers and routers else None,
                 # Names are fixed, so a replacement must remove the old container first.
                 delete_before_replace=True,
+                # A stopped or removed container gets a new one (lab/replacement.py).
+                replacement_trigger=spec.replacement_trigger,
             ),
         )

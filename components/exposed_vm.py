@@ -9,6 +9,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from components.private_network import SubnetRef
+from lab.names import TRIGGER_METADATA
 from specs.openstack import VmSpec
 
 
@@ -58,6 +59,7 @@ class ExposedVM(pulumi.ComponentResource):
             tags=list(spec.tags),
             opts=child,
         )
+        trigger = spec.replacement_trigger
         instance = openstack.compute.Instance(
             f"{name}-instance",
             name=spec.physical_name,
@@ -67,9 +69,19 @@ class ExposedVM(pulumi.ComponentResource):
             user_data=spec.user_data,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             tags=list(spec.tags),
-            # The port (fixed address, floating IP) is ours and binds to one server at a time:
-            # a replacement (a restore through imageByRole) must free it first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            # The server records the trigger it is created under (lab/replacement.py), for the
+            # program to read back.
+            metadata={TRIGGER_METADATA: trigger} if trigger is not None else None,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The port (fixed address, floating IP) is ours and binds to one server at a
+                # time: a replacement (a restore through imageByRole, a server in ERROR or gone)
+                # must free it first.
+                delete_before_replace=True,
+                # Not `ignore_changes` on the metadata: the engine would then create the
+                # replacement with the old value, and the new server would record the wrong one.
+                replacement_trigger=trigger,
+            ),
         )
 
         self.floating_ip = None

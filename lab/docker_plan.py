@@ -10,6 +10,7 @@ are; nothing here talks to Docker.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shlex
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from lab.cloud_init import APP_DIR, AppFile, app_files
 from lab.config import LabConfig
-from lab.names import ROLE_LABEL, physical_name, student_labels
+from lab.names import ROLE_LABEL, TRIGGER_LABEL, physical_name, student_labels
 from lab.topology import HostRoute, Node, Router, Topology
 from specs.docker import (
     PUBLIC,
@@ -104,6 +105,27 @@ def plan_docker(config: LabConfig, topology: Topology) -> DockerPlan:
         published=PublishedPort(
             topology.front.port, config.docker_host_port, str(config.docker_host_address)
         ),
+    )
+
+
+def containers(plan: DockerPlan) -> tuple[ContainerSpec, ...]:
+    return (*plan.routers, plan.front, *plan.services)
+
+
+def with_triggers(plan: DockerPlan, triggers: Mapping[str, str]) -> DockerPlan:
+    """The plan with each container's replacement trigger (container name -> trigger), which
+    the container also carries as a label, for the program to read back."""
+
+    def triggered(spec: ContainerSpec) -> ContainerSpec:
+        trigger = triggers[spec.name]
+        labels = {**spec.labels, TRIGGER_LABEL: trigger}
+        return dataclasses.replace(spec, labels=labels, replacement_trigger=trigger)
+
+    return dataclasses.replace(
+        plan,
+        routers=tuple(map(triggered, plan.routers)),
+        front=triggered(plan.front),
+        services=tuple(map(triggered, plan.services)),
     )
 
 

@@ -68,6 +68,10 @@ STUDENT_LABEL: Final = f"{PROJECT}.student"
 # snapshot's full name. The student label alone would also match the Docker target's built
 # calculator image, which carries it.
 SNAPSHOT_LABEL: Final = f"{PROJECT}.snapshot"
+# A server's metadata key and a container's label for the replacement trigger it was created
+# under (lab/replacement.py).
+TRIGGER_METADATA: Final = f"{PROJECT}:trigger"
+TRIGGER_LABEL: Final = f"{PROJECT}.trigger"
 
 
 def role_tag(role: str) -> str:

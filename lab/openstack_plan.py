@@ -12,6 +12,7 @@ nothing here talks to a cloud.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lab.cloud_init import render_user_data
@@ -38,16 +39,25 @@ class OpenStackPlan:
     services: tuple[VmSpec, ...]
 
 
-def plan_openstack(config: LabConfig, topology: Topology, stack: str) -> OpenStackPlan:
+def plan_openstack(
+    config: LabConfig,
+    topology: Topology,
+    stack: str,
+    triggers: Mapping[str, str] | None = None,
+) -> OpenStackPlan:
     """Every spec of the stack; `stack` goes into the networks' and routers' tags, which tell
-    the preflight who owns a student id."""
+    the preflight who owns a student id. `triggers` (physical name -> replacement trigger,
+    lab/replacement.py) when the stack's servers were read."""
+    triggers = triggers or {}
     tags = (student_tag(config.student), stack_tag(stack))
     ssh_from = str(config.ssh_allowed_cidr) if config.ssh_allowed_cidr else None
     return OpenStackPlan(
         networks=tuple(_network(config, subnet, tags) for subnet in topology.subnets),
         routers=tuple(_router(config.student, router, tags) for router in topology.routers),
-        front=_vm(config, topology, topology.front, ssh_from),
-        services=tuple(_vm(config, topology, node, ssh_from) for node in topology.services),
+        front=_vm(config, topology, topology.front, ssh_from, triggers),
+        services=tuple(
+            _vm(config, topology, node, ssh_from, triggers) for node in topology.services
+        ),
     )
 
 
@@ -80,14 +90,21 @@ def _router(student: str, router: Router, tags: tuple[str, ...]) -> RouterSpec:
     )
 
 
-def _vm(config: LabConfig, topology: Topology, node: Node, ssh_from: str | None) -> VmSpec:
+def _vm(
+    config: LabConfig,
+    topology: Topology,
+    node: Node,
+    ssh_from: str | None,
+    triggers: Mapping[str, str],
+) -> VmSpec:
+    name = physical_name(config.student, node.role)
     image, flavor = config.image_for(node.role), config.flavor_for(node.role)
     # LabConfig requires both for the openstack target.
     assert image is not None
     assert flavor is not None
     return VmSpec(
         key=node.role,
-        physical_name=physical_name(config.student, node.role),
+        physical_name=name,
         description=f"calculator {node.role} ({config.student})",
         subnet=node.subnet,
         fixed_ip=str(node.ip),
@@ -98,7 +115,13 @@ def _vm(config: LabConfig, topology: Topology, node: Node, ssh_from: str | None)
         ),
         ingress=ingress_rules(node, ssh_from),
         tags=tuple(node_tags(config.student, node.role)),
+        replacement_trigger=triggers.get(name),
     )
+
+
+def server_names(config: LabConfig, topology: Topology) -> list[str]:
+    """The physical names of every server the stack declares (`_vm` names them so)."""
+    return [physical_name(config.student, node.role) for node in topology.nodes]
 
 
 def ingress_rules(node: Node, ssh_from: str | None) -> tuple[IngressRule, ...]:

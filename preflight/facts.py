@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from lab.config import LabConfig
 from lab.quota import FlavorSize, Needs
+from lab.replacement import Seen
 
 StackConfig = tuple[str, LabConfig]  # (stack name, its validated configuration)
 UNLIMITED = -1  # a quota's limit when the project has none
@@ -35,3 +36,5 @@ class CloudFacts:
     failed_servers: Mapping[str, str] = field(default_factory=dict)  # name -> Nova's fault
     # name -> Glance's (os_distro, os_version), "" where the image has no such property
     image_os: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # name -> the project's servers bearing it (lab/replacement.py decides from them)
+    servers: Mapping[str, tuple[Seen, ...]] = field(default_factory=dict)

@@ -1,13 +1,15 @@
-"""Reading a cloud into the checks' snapshot, as the stack's user, one call per kind."""
+"""Reading a cloud into the checks' snapshot as the stack's user: a call per kind, all at once."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from lab.names import STACK_TAG_PREFIX, STUDENT_TAG_PREFIX, physical_name
+from lab.names import STACK_TAG_PREFIX, STUDENT_TAG_PREFIX, TRIGGER_METADATA, physical_name
 from lab.quota import FlavorSize, Needs
+from lab.replacement import Seen
 from preflight.connection import CloudReadFailed, first_line
 from preflight.facts import UNLIMITED, CloudFacts, LabResources
 
@@ -21,6 +23,8 @@ _NETWORK_QUOTAS = {
     "security_groups": "security_groups",
     "security_group_rules": "security_group_rules",
 }
+# Server states that mean the server is going or gone; ERROR is failed, the rest are kept.
+_GONE = frozenset({"DELETED", "SOFT_DELETED"})
 
 
 def read_cloud(conn: Any, cloud: str = "", attempts: int = 3) -> CloudFacts:
@@ -47,14 +51,33 @@ def read_cloud(conn: Any, cloud: str = "", attempts: int = 3) -> CloudFacts:
 
 def _read_cloud_once(conn: Any, cloud: str) -> CloudFacts:
     project = conn.current_project_id
-    networks = list(conn.network.networks())
-    facts_networks = {n.name: (n.id, bool(n.is_router_external)) for n in networks}
-    flavors = {
-        f.name: FlavorSize(int(f.vcpus), int(f.ram)) for f in conn.compute.flavors(details=True)
+    net, compute = conn.network, conn.compute
+    # One call per kind, independent of each other. Each service's first call also discovers
+    # its API version (a request of its own): those go first, one per service at once, and
+    # every other listing then at once.
+    first: dict[str, Callable[[], Any]] = {
+        "networks": lambda: list(net.networks()),
+        "flavors": lambda: list(compute.flavors(details=True)),
+        "images": lambda: [i for i in conn.image.images() if i.name],
     }
-    key_pairs = frozenset(k.name for k in conn.compute.keypairs())
-    servers = list(conn.compute.servers(details=True))
-    images = [i for i in conn.image.images() if i.name]
+    then: dict[str, Callable[[], Any]] = {
+        "key_pairs": lambda: list(compute.keypairs()),
+        "servers": lambda: list(compute.servers(details=True)),
+        "limits": lambda: compute.get_limits().absolute,
+        "network_quota": lambda: net.get_quota(project, details=True),
+        "subnets": lambda: list(net.subnets(project_id=project)),
+        "ports": lambda: list(net.ports(project_id=project)),
+        "routers": lambda: list(net.routers(project_id=project)),
+        "ips": lambda: list(net.ips(project_id=project)),
+        "security_groups": lambda: list(net.security_groups(project_id=project)),
+        "rules": lambda: list(net.security_group_rules(project_id=project)),
+    }
+    with ThreadPoolExecutor(max_workers=len(then)) as pool:
+        read = _all(pool, first)
+        read |= _all(pool, then)
+    networks, servers, images = read["networks"], read["servers"], read["images"]
+    flavors = {f.name: FlavorSize(int(f.vcpus), int(f.ram)) for f in read["flavors"]}
+    key_pairs = frozenset(k.name for k in read["key_pairs"])
     return CloudFacts(
         cloud=cloud,
         images={i.name: i.status for i in images},
@@ -63,14 +86,45 @@ def _read_cloud_once(conn: Any, cloud: str) -> CloudFacts:
             for i in images
         },
         flavors=flavors,
-        networks=facts_networks,
+        networks={n.name: (n.id, bool(n.is_router_external)) for n in networks},
         key_pairs=key_pairs,
-        quota=_quota(conn, project, len(key_pairs)),
-        students=_lab_resources(conn, project, networks, servers, key_pairs, flavors),
+        quota=_quota(read["limits"], read["network_quota"], len(key_pairs)),
+        students=_lab_resources(project, read, key_pairs, flavors),
         failed_servers={
             s.name: _fault(s) for s in servers if s.status == "ERROR" and s.name is not None
         },
+        servers=seen_servers(servers),
     )
+
+
+def _all(pool: ThreadPoolExecutor, calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Every call's result, the calls made at once; the first failure is raised."""
+    pending = {key: pool.submit(call) for key, call in calls.items()}
+    return {key: future.result() for key, future in pending.items()}
+
+
+def read_servers(conn: Any, cloud: str = "") -> dict[str, tuple[Seen, ...]]:
+    """Only the project's servers, as `CloudFacts.servers` has them: what deciding which
+    servers to replace needs when the rest of the checks were made elsewhere (`lab class`)."""
+    import openstack.exceptions as os_exc
+
+    try:
+        return seen_servers(list(conn.compute.servers(details=True)))
+    except os_exc.SDKException as err:
+        raise CloudReadFailed(f"preflight could not read {cloud}: {first_line(err)}") from None
+
+
+def seen_servers(servers: Iterable[Any]) -> dict[str, tuple[Seen, ...]]:
+    """Name -> the servers bearing it, with their state and the trigger each records."""
+    seen: dict[str, list[Seen]] = defaultdict(list)
+    for server in servers:
+        if server.name is None or server.status in _GONE:
+            continue
+        metadata = getattr(server, "metadata", None) or {}
+        seen[server.name].append(
+            Seen(str(server.id), server.status == "ERROR", metadata.get(TRIGGER_METADATA))
+        )
+    return {name: tuple(found) for name, found in seen.items()}
 
 
 def _fault(server: Any) -> str:
@@ -79,15 +133,13 @@ def _fault(server: Any) -> str:
     return f"{message} (code {fault['code']})" if fault.get("code") else message
 
 
-def _quota(conn: Any, project: str, key_pairs: int) -> dict[str, tuple[int, int]]:
-    absolute = conn.compute.get_limits().absolute
+def _quota(absolute: Any, details: Any, key_pairs: int) -> dict[str, tuple[int, int]]:
     quota = {
         "instances": (absolute.instances, absolute.instances_used),
         "cores": (absolute.total_cores, absolute.total_cores_used),
         "ram_mib": (absolute.total_ram, absolute.total_ram_used),
         "key_pairs": (absolute.keypairs, key_pairs),
     }
-    details = conn.network.get_quota(project, details=True)
     for name, attribute in _NETWORK_QUOTAS.items():
         entry = getattr(details, attribute) or {}
         used = int(entry.get("used", 0)) + int(entry.get("reserved", 0))
@@ -108,15 +160,12 @@ def _stack_of(tags: Iterable[str]) -> str:
 
 
 def _lab_resources(
-    conn: Any,
     project: str,
-    networks: Sequence[Any],
-    servers: Sequence[Any],
+    read: Mapping[str, Any],
     key_pairs: frozenset[str],
     flavors: Mapping[str, FlavorSize],
 ) -> dict[str, LabResources]:
     """The lab's resources in the project, grouped by the student tag they carry."""
-    net = conn.network
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     owners: dict[str, set[str]] = defaultdict(set)
     names: dict[str, list[str]] = defaultdict(list)
@@ -135,16 +184,16 @@ def _lab_resources(
             found[item.id] = student
         return found
 
-    tally("networks", [n for n in networks if n.project_id == project])
-    tally("subnets", net.subnets(project_id=project), owned=False)
-    tally("ports", net.ports(project_id=project), owned=False)
-    tally("routers", net.routers(project_id=project))
-    tally("floating_ips", net.ips(project_id=project), owned=False)
-    groups = tally("security_groups", net.security_groups(project_id=project), owned=False)
-    for rule in net.security_group_rules(project_id=project):
+    tally("networks", [n for n in read["networks"] if n.project_id == project])
+    tally("subnets", read["subnets"], owned=False)
+    tally("ports", read["ports"], owned=False)
+    tally("routers", read["routers"])
+    tally("floating_ips", read["ips"], owned=False)
+    groups = tally("security_groups", read["security_groups"], owned=False)
+    for rule in read["rules"]:
         if rule.security_group_id in groups:
             counts[groups[rule.security_group_id]]["security_group_rules"] += 1
-    for server in servers:
+    for server in read["servers"]:
         student = _student_of(server.tags or ())
         if student is None:
             continue

@@ -69,3 +69,6 @@ class ContainerSpec:
     sysctls: Mapping[str, str] | None = None
     after_routers: bool = False  # its first packet may need a router container
     image: str | None = None  # None: the calculator image built for the stack
+    # A new value replaces the container (lab/replacement.py), which records it in its labels;
+    # None when the engine's containers were not read (Pulumi's mocks).
+    replacement_trigger: str | None = None

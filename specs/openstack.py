@@ -79,3 +79,6 @@ class VmSpec:
     user_data: str
     ingress: tuple[IngressRule, ...]
     tags: tuple[str, ...] = ()
+    # A new value replaces the server (lab/replacement.py); None when the cloud was not read
+    # (an offline preview, Pulumi's mocks): nothing is then replaced for its state.
+    replacement_trigger: str | None = None

@@ -6,6 +6,8 @@ only wires what Pulumi creates (ids) from one component into the next.
 
 from __future__ import annotations
 
+import uuid
+
 import pulumi
 import pulumi_openstack as openstack
 
@@ -14,15 +16,23 @@ from components.gateway_router import GatewayRouter, GatewayRouterArgs
 from components.private_network import PrivateNetwork
 from lab.config import LabConfig
 from lab.names import physical_name
-from lab.openstack_plan import plan_openstack
+from lab.openstack_plan import plan_openstack, server_names
+from lab.replacement import replacement_triggers
 from lab.topology import Topology
 from targets.outputs import StackOutputs
+from targets.preflight_run import CloudSeen
 
 
-def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
-    plan = plan_openstack(config, topology, pulumi.get_stack())
+def deploy_openstack(config: LabConfig, topology: Topology, seen: CloudSeen) -> StackOutputs:
+    triggers = None
+    if seen.servers is not None:
+        # A server in ERROR or gone gets a new trigger, so a plain `up` replaces it.
+        triggers = replacement_triggers(
+            server_names(config, topology), seen.servers, fresh=lambda: uuid.uuid4().hex
+        )
+    plan = plan_openstack(config, topology, pulumi.get_stack(), triggers)
     subnets = {spec.key: PrivateNetwork(spec.key, spec).ref for spec in plan.networks}
-    external_network_id = _external_network_id(config)
+    external_network_id = _external_network_id(config, seen)
     routers = [
         GatewayRouter(
             f"{spec.key}-router",
@@ -61,8 +71,11 @@ def deploy_openstack(config: LabConfig, topology: Topology) -> StackOutputs:
     )
 
 
-def _external_network_id(config: LabConfig) -> pulumi.Input[str]:
+def _external_network_id(config: LabConfig, seen: CloudSeen) -> pulumi.Input[str]:
     if config.external_network_id:
         return config.external_network_id
-    # Only when no id is configured: this look-up needs a live cloud even for a preview.
+    if seen.external_network_id:
+        return seen.external_network_id  # the preflight found it by name: not looked up again
+    # Only when no id is configured and the preflight did not run: this look-up needs a live
+    # cloud even for a preview.
     return openstack.networking.get_network_output(name=config.external_network).id

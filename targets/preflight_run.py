@@ -10,11 +10,14 @@ is the documented offline preview: it goes on with a warning, checking nothing o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 from pulumi.runtime import mocks, settings
 
 from lab.config import LabConfig
+from lab.replacement import Seen
 from preflight.checks import check
 from preflight.connection import (
     CloudNotAnswering,
@@ -22,7 +25,7 @@ from preflight.connection import (
     connect,
     credentials_present,
 )
-from preflight.reading import read_cloud
+from preflight.reading import read_cloud, read_servers
 from preflight.token import VARIABLE, digest, judge
 from targets.config_source import read_namespace
 
@@ -37,22 +40,35 @@ def provider_settings() -> dict[str, str]:
     return {key: str(value) for key, value in read_namespace(PROVIDER).items()}
 
 
-def run_preflight(config: LabConfig) -> None:
-    """Raise `pulumi.RunError` listing every problem, or return (perhaps after notes)."""
+@dataclass(frozen=True)
+class CloudSeen:
+    """What the preflight read that the program uses beyond its checks, so nothing is read
+    twice: the project's servers (None when not read) and the external network's id."""
+
+    servers: Mapping[str, tuple[Seen, ...]] | None = None
+    external_network_id: str | None = None
+
+
+NOT_READ = CloudSeen()
+
+
+def run_preflight(config: LabConfig) -> CloudSeen:
+    """Raise `pulumi.RunError` listing every problem, or return (perhaps after notes) what
+    was read."""
     if config.target != "openstack" or isinstance(settings.get_monitor(), mocks.MockMonitor):
-        return
+        return NOT_READ
     provider = provider_settings()
     if not credentials_present(os.environ, provider):
         pulumi.log.info(f"No OpenStack credentials: {NOT_CHECKED_OFFLINE}")
-        return
+        return NOT_READ
     stack = pulumi.get_stack()
+    skip = False
     if (token := os.environ.get(VARIABLE)) is not None:
         # `lab class up` checked this very stack moments ago (preflight/token.py says when the
         # token counts); the line says which way it went, in the program's own output.
         verdict = judge(token, stack, digest(stack, config, provider, os.environ))
         pulumi.log.info(verdict.line)
-        if verdict.skip:
-            return
+        skip = verdict.skip
     try:
         conn, cloud = connect(os.environ, provider)
     except CloudNotAnswering as err:
@@ -60,12 +76,16 @@ def run_preflight(config: LabConfig) -> None:
             # The documented offline preview: the provider needs some auth URL to start, and
             # with the network's id it needs no answer from it.
             pulumi.log.warn(f"{err}. Previewing offline: {NOT_CHECKED_OFFLINE}")
-            return
+            return NOT_READ
         raise pulumi.RunError(str(err)) from None
     except CloudUnreachable as err:
         raise pulumi.RunError(str(err)) from None
     try:
-        report = check(read_cloud(conn, cloud), [(stack, config)])
+        if skip:
+            # Checked by the class; which servers failed or went since is the stack's own.
+            return CloudSeen(servers=read_servers(conn, cloud))
+        facts = read_cloud(conn, cloud)
+        report = check(facts, [(stack, config)])
     except CloudUnreachable as err:
         raise pulumi.RunError(str(err)) from None
     finally:
@@ -77,3 +97,5 @@ def run_preflight(config: LabConfig) -> None:
             f"preflight on {cloud}: stack {stack} cannot be deployed as configured;"
             " nothing was created:\n  " + report.render().replace("\n", "\n  ")
         )
+    found = facts.networks.get(config.external_network or "")
+    return CloudSeen(facts.servers, found[0] if found is not None else None)

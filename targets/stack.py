@@ -28,14 +28,14 @@ def validated_config() -> LabConfig:
 
 def main() -> None:
     config = validated_config()
-    run_preflight(config)  # the cloud's side of validation, before any resource exists
+    seen = run_preflight(config)  # the cloud's side of validation, before any resource exists
     topology = build_topology(config)
     outputs: StackOutputs
     if config.target == "openstack":
         # Imported on demand: each target pulls in a large provider SDK the other never needs.
         from targets.openstack import deploy_openstack
 
-        outputs = deploy_openstack(config, topology)
+        outputs = deploy_openstack(config, topology, seen)
     else:
         from targets.docker import deploy_docker
 

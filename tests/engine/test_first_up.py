@@ -343,3 +343,102 @@ def test_servers_in_error_converge_with_a_plain_up(
     assert len(servers) == 5
     print(f"plain up after ERROR: converged in {again.seconds:.1f}s")
     assert first_up.run(workdir, "dora", "preview", "--expect-no-changes").code == 0
+
+
+UNSCHEDULABLE_TRAIT = "CUSTOM_CALCLAB_TEST_FIRST_UP"
+
+
+@pytest.fixture
+def unschedulable_flavor(admin: Any, member: Any) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A private flavor that requires a trait no compute host has: Nova's scheduler puts this
+    test's servers of that flavor, and nobody else's, in ERROR ("No valid host"). The returned
+    function gives the hosts the trait, as an operator fixing the cause would; the tear-down
+    takes it back and removes the flavor and the trait."""
+    placement = admin.placement
+
+    def traits(provider: Any) -> dict[str, Any]:
+        answer = placement.get(f"/resource_providers/{provider.id}/traits", microversion="1.6")
+        answer.raise_for_status()
+        document: dict[str, Any] = answer.json()
+        return document
+
+    def give(provider: Any, wanted: bool) -> None:
+        held = traits(provider)
+        names = set(held["traits"]) - {UNSCHEDULABLE_TRAIT}
+        body = {
+            "traits": sorted(names | {UNSCHEDULABLE_TRAIT} if wanted else names),
+            "resource_provider_generation": held["resource_provider_generation"],
+        }
+        url = f"/resource_providers/{provider.id}/traits"
+        placement.put(url, json=body, microversion="1.6").raise_for_status()
+
+    placement.put(f"/traits/{UNSCHEDULABLE_TRAIT}", microversion="1.6").raise_for_status()
+    flavor = admin.compute.create_flavor(
+        name="calclab-test-no-host", ram=512, vcpus=1, disk=1, is_public=False
+    )
+    admin.compute.create_flavor_extra_specs(flavor, {f"trait:{UNSCHEDULABLE_TRAIT}": "required"})
+    admin.compute.flavor_add_tenant_access(flavor, member.current_project_id)
+    providers = list(placement.resource_providers())
+
+    def give_hosts_the_trait() -> None:
+        for provider in providers:
+            give(provider, True)
+
+    try:
+        yield str(flavor.name), give_hosts_the_trait
+    finally:
+        for provider in providers:
+            give(provider, False)
+        admin.compute.delete_flavor(flavor)
+        placement.delete(f"/traits/{UNSCHEDULABLE_TRAIT}", microversion="1.6")
+
+
+def _changes(result: Result) -> dict[str, int]:
+    """The `Resources:` summary of a preview or update: {"replaced": 1, "unchanged": 46}."""
+    summary = result.stdout.rsplit("Resources:", 1)[-1]  # the update's, after its preview's
+    found = re.findall(r"^\s+(?:[+~-]+\s*)?(\d+) (?:to )?(\w+)", summary, re.MULTILINE)
+    return {what: int(count) for count, what in found}
+
+
+def test_a_server_in_error_or_deleted_is_replaced_by_a_plain_up_and_only_it(
+    first_up: FirstUp,
+    member: Any,
+    unschedulable_flavor: tuple[str, Callable[[], None]],
+) -> None:
+    """No refresh: the program reads the stack's servers and declares a new replacement
+    trigger for a server in ERROR or gone (lab/replacement.py); the other resources are not
+    read again, and a healthy stack's no-change `up` replaces nothing, run after run."""
+    flavor, give_hosts_the_trait = unschedulable_flavor
+    workdir = first_up.stack("fay", **{"flavorByRole.sum": flavor})
+    failed = first_up.up(workdir, "fay")
+    servers = _servers_settled(member, "fay-")
+    assert failed.code != 0, failed.describe()
+    assert servers["fay-sum"] == "ERROR", servers
+    assert {s for name, s in servers.items() if name != "fay-sum"} == {"ACTIVE"}, servers
+
+    give_hosts_the_trait()
+    again = first_up.run(workdir, "fay", "up", "--yes")  # as a student types it: with a preview
+    assert again.code == 0, again.describe()
+    assert "server fay-sum is in ERROR: No valid host" in again.output, again.describe()
+    assert _changes(again).get("replaced") == 1, again.describe()
+    servers = _servers_settled(member, "fay-")
+    assert set(servers.values()) == {"ACTIVE"}, servers
+    assert len(servers) == 5, servers
+    for _ in range(2):
+        same = first_up.run(workdir, "fay", "up", "--yes")
+        assert same.code == 0, same.describe()
+        assert set(_changes(same)) == {"unchanged"}, same.describe()
+
+    gone = next(s for s in member.compute.servers() if s.name == "fay-div")
+    member.compute.delete_server(gone)
+    member.compute.wait_for_delete(gone, wait=120)
+    recreated = first_up.up(workdir, "fay")
+    assert recreated.code == 0, recreated.describe()
+    assert _changes(recreated).get("replaced") == 1, recreated.describe()
+    servers = _servers_settled(member, "fay-")
+    assert set(servers.values()) == {"ACTIVE"}, servers
+    assert len(servers) == 5, servers
+    assert first_up.run(workdir, "fay", "preview", "--expect-no-changes").code == 0
+    print(
+        f"\nERROR replaced by a plain up in {again.seconds:.1f}s, deleted in {recreated.seconds:.1f}s"
+    )

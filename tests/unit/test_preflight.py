@@ -15,12 +15,13 @@ import openstack.exceptions
 import pytest
 
 from lab.config import LabConfig, load_config
-from lab.names import stack_tag, student_tag
+from lab.names import TRIGGER_METADATA, stack_tag, student_tag
 from lab.quota import FlavorSize, Needs
+from lab.replacement import Seen
 from preflight.checks import Report, check
 from preflight.connection import CloudNotAnswering, CloudUnreachable, connect, credentials_present
 from preflight.facts import CloudFacts, LabResources
-from preflight.reading import read_cloud
+from preflight.reading import read_cloud, read_servers
 
 PUBLIC_ID = "6f1c0d5e-public"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPOFVePzrOpa7eDkuiuq+IG/Fpc6rGH7fq0i4kE4jaQC a@b"
@@ -318,12 +319,32 @@ def fake_connection() -> SimpleNamespace:
         keypairs=lambda: [SimpleNamespace(name="alice-key")],
         servers=lambda details: [
             SimpleNamespace(
+                id="v1",
                 name="alice-front",
                 status="ERROR",
                 tags=[student_tag("alice"), stack_tag("alice")],
                 flavor={"original_name": "m1.tiny"},
                 fault={"message": "Quota exceeded for instances", "code": 413},
-            )
+                metadata={TRIGGER_METADATA: "t0"},
+            ),
+            SimpleNamespace(
+                id="v2",
+                name="alice-sum",
+                status="ACTIVE",
+                tags=[student_tag("alice"), stack_tag("alice")],
+                flavor={"original_name": "m1.tiny"},
+                fault=None,
+                metadata={TRIGGER_METADATA: "t1", "other": "x"},
+            ),
+            SimpleNamespace(
+                id="v3",
+                name="alice-sub",
+                status="SOFT_DELETED",
+                tags=[],
+                flavor={},
+                fault=None,
+                metadata={},
+            ),
         ],
         get_limits=lambda: SimpleNamespace(absolute=absolute),
     )
@@ -339,13 +360,19 @@ def test_read_cloud_takes_the_snapshot_check_needs() -> None:
     assert snapshot.quota["key_pairs"] == (100, 1)
     assert snapshot.quota["ports"] == (10, 3)  # used plus reserved
     assert snapshot.failed_servers == {"alice-front": "Quota exceeded for instances (code 413)"}
+    # What lab/replacement.py decides from: state and recorded trigger; a deleted one is gone.
+    assert snapshot.servers == {
+        "alice-front": (Seen("v1", failed=True, trigger="t0"),),
+        "alice-sum": (Seen("v2", failed=False, trigger="t1"),),
+    }
+    assert read_servers(fake_connection()) == snapshot.servers
     alice = snapshot.students["alice"]
     assert alice.stacks == frozenset({"alice"})
-    assert set(alice.names) == {"alice-private", "alice-gateway", "alice-front"}
+    assert set(alice.names) == {"alice-private", "alice-gateway", "alice-front", "alice-sum"}
     assert alice.held == Needs(
-        instances=1,
-        cores=1,
-        ram_mib=512,
+        instances=2,
+        cores=2,
+        ram_mib=1024,
         key_pairs=1,
         networks=1,
         subnets=1,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from lab.config import load_config
-from lab.openstack_plan import plan_openstack
+from lab.openstack_plan import plan_openstack, server_names
 from lab.topology import build_topology
 from specs.openstack import IngressRule
 
@@ -49,3 +49,16 @@ def test_the_openstack_plan_takes_the_front_end_apart_and_rules_name_planned_vms
     for router in plan.routers:
         assert {i.subnet for i in router.interfaces} <= networks
         assert "calculator-lab:stack=bob" in router.tags
+
+
+def test_each_vm_is_declared_with_the_trigger_of_its_server() -> None:
+    config = load_config(OPENSTACK, "bob")
+    topology = build_topology(config)
+    names = server_names(config, topology)
+    assert names == ["bob-front", "bob-sum", "bob-sub", "bob-mul", "bob-div"]
+    plan = plan_openstack(config, topology, "bob", {name: f"t-{name}" for name in names})
+    for vm in (plan.front, *plan.services):
+        assert vm.replacement_trigger == f"t-{vm.physical_name}"
+    # Without a reading of the cloud (offline, mocks) nothing is declared for replacement.
+    unread = plan_openstack(config, topology, "bob")
+    assert {vm.replacement_trigger for vm in (unread.front, *unread.services)} == {None}
