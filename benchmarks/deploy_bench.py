@@ -78,7 +78,8 @@ FLOOR_OF = {
 }
 TRACED = ("create", "preview")
 
-console = Console(highlight=False)
+# Wide enough for the tables in a log file; a terminal keeps its own width.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 
 
 class BenchError(RuntimeError):
@@ -255,8 +256,9 @@ def _preflight_alone(config: LabConfig, stack: str, env: dict[str, str]) -> floa
     return seconds
 
 
-def run_openstack(run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int,
-                  traces: Path) -> None:  # fmt: skip
+def run_openstack(
+    run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int, traces: Path
+) -> None:
     env = pulumi.env
     flavors = _flavors_by_size(env)
     front = (raw.get("flavorByRole") or {}).get("front") or raw["flavor"]
@@ -286,10 +288,10 @@ def run_openstack(run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: in
             _keep_breakdown(run, "create", trace, seconds)
             kinds = pulumi.resource_kinds()
             trace = _traced("preview", number, traces, run.stack)
-            seconds = pulumi("preview", trace=trace)
+            seconds = pulumi("preview", "--expect-no-changes", trace=trace)
             run.add(run.pulumi, "preview", seconds)
             _keep_breakdown(run, "preview", trace, seconds)
-            run.add(run.pulumi, "up (no change)", pulumi("up", "--yes"))
+            run.add(run.pulumi, "up (no change)", pulumi("up", "--yes", "--expect-no-changes"))
             pulumi("config", "set", "--path", "calculator-lab:flavorByRole.front", target)
             run.add(run.pulumi, "resize front", pulumi("up", "--yes", "--skip-preview"))
         finally:
@@ -347,8 +349,9 @@ def _floor_cleanup(run: StackRun, floor: OpenStackFloor | DockerFloor) -> Iterat
 # --- Docker ---------------------------------------------------------------------------------
 
 
-def run_docker(run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int,
-               traces: Path) -> None:  # fmt: skip
+def run_docker(
+    run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int, traces: Path
+) -> None:
     from tests.docker_client import BASE_IMAGE, free_port
 
     engine = Engine.at(pulumi.env["DOCKER_HOST"])
@@ -367,7 +370,7 @@ def run_docker(run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int,
             _keep_breakdown(run, "create", trace, seconds)
             kinds = pulumi.resource_kinds()
             trace = _traced("preview", number, traces, run.stack)
-            seconds = pulumi("preview", trace=trace)
+            seconds = pulumi("preview", "--expect-no-changes", trace=trace)
             run.add(run.pulumi, "preview", seconds)
             _keep_breakdown(run, "preview", trace, seconds)
             run.add(run.pulumi, "lab up (no change)", pulumi.command(lab))
@@ -389,26 +392,34 @@ def run_docker(run: StackRun, pulumi: Pulumi, raw: dict[str, Any], rounds: int,
 # --- the run ------------------------------------------------------------------------------------
 
 
-def stack_leftovers(run: StackRun, env: dict[str, str]) -> dict[str, list[str]]:
-    """What the cloud or engine still holds of the Pulumi stack's student (its stack name)."""
-    if run.target == "docker":
-        return docker_leftovers(Engine.at(env["DOCKER_HOST"]), run.stack)
-    conn = _connect(env)
-    try:
-        return openstack_leftovers(conn, run.stack)
-    finally:
-        conn.close()
+def stack_leftovers(run: StackRun, env: dict[str, str], wait: float = 60.0) -> dict[str, list[str]]:
+    """What the cloud or engine still holds of the Pulumi stack's student (its stack name),
+    once Nova has finished deleting the servers it accepted to delete (or `wait` s)."""
+    deadline = time.monotonic() + wait
+    while True:
+        if run.target == "docker":
+            found = docker_leftovers(Engine.at(env["DOCKER_HOST"]), run.stack)
+        else:
+            conn = _connect(env)
+            try:
+                found = openstack_leftovers(conn, run.stack)
+            finally:
+                conn.close()
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(2)
 
 
 def bench(stacks: list[str], rounds: int, prefix: str, scratch: Path) -> list[StackRun]:
     tag = secrets.token_hex(2)
-    base = {**os.environ, **toolchain_env()}
+    # The services' addresses go into this process's own environment too: the floors and the
+    # preflight here reach them as the commands do.
     targets = {SHIPPED[s] for s in stacks}
-    if "docker" in targets:
-        found = docker_env()
-        base |= {k: found[k] for k in ("DOCKER_HOST",) if k in found and k not in os.environ}
+    if "docker" in targets and "DOCKER_HOST" not in os.environ:
+        os.environ["DOCKER_HOST"] = docker_env()["DOCKER_HOST"]
     if "openstack" in targets and "OS_CLOUD" not in os.environ:
-        base |= testcloud_env()
+        os.environ.update(testcloud_env())
+    base = {**os.environ, **toolchain_env()}
     base |= {
         "PULUMI_BACKEND_URL": (scratch / "state").as_uri(),
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
@@ -492,7 +503,7 @@ def report(runs: list[StackRun], rounds: int, loads: dict[str, Any]) -> None:
             if got is None:
                 continue
             alone = _spread(run.preflight_alone) if run.target == "openstack" else "-"
-            calls = ", ".join(f"{k} {v}" for k, v in sorted(got["calls"].items()))
+            calls = " ".join(f"{k}:{v}" for k, v in sorted(got["calls"].items()))
             parts.add_row(
                 label,
                 step,
