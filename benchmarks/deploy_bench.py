@@ -465,12 +465,19 @@ def _spread(samples: list[float]) -> str:
     return f"{median:.1f} ({min(samples):.1f}-{max(samples):.1f})"
 
 
-def report(runs: list[StackRun], rounds: int, loads: dict[str, Any]) -> None:
+def report(
+    runs: list[StackRun], rounds: int, loads: dict[str, Any], before: dict[str, Any] | None
+) -> None:
+    """The tables; with `before` (an earlier run's --json), its medians beside these."""
+    earlier = {run["shipped"]: run for run in (before or {}).get("stacks", [])}
     table = Table(
         title=f"Deploys against their floor: median (min-max) seconds over {rounds} round(s)",
         title_justify="left",
     )
-    for column in ("stack", "step", "pulumi", "floor", "floor step", "ratio"):
+    columns = ["stack", "step", "pulumi", "floor", "floor step", "ratio"]
+    if before is not None:
+        columns += ["before", "now/before"]
+    for column in columns:
         table.add_column(
             column, justify="left" if column in ("stack", "step", "floor step") else "right"
         )
@@ -483,7 +490,13 @@ def report(runs: list[StackRun], rounds: int, loads: dict[str, Any]) -> None:
                 if ours and floor
                 else "-"
             )
-            table.add_row(label, step, _spread(ours), _spread(floor), FLOOR_OF[step], ratio)
+            row = [label, step, _spread(ours), _spread(floor), FLOOR_OF[step], ratio]
+            if before is not None:
+                old = earlier.get(run.shipped, {}).get("pulumi", {}).get(step, [])
+                row.append(_spread(old))
+                change = statistics.median(ours) / statistics.median(old) if ours and old else None
+                row.append(f"{change:.2f}x" if change is not None else "-")
+            table.add_row(*row)
             label = ""
         table.add_section()
     console.print(table)
@@ -498,21 +511,26 @@ def report(runs: list[StackRun], rounds: int, loads: dict[str, Any]) -> None:
         )
     for run in runs:
         label = run.stack
+        old_run = earlier.get(run.shipped, {})
         for step in TRACED:
-            got = run.breakdown.get(step)
-            if got is None:
-                continue
-            alone = _spread(run.preflight_alone) if run.target == "openstack" else "-"
-            calls = " ".join(f"{k}:{v}" for k, v in sorted(got["calls"].items()))
-            parts.add_row(
-                label,
-                step,
-                f"{got['total']:.1f}",
-                *(f"{got['seconds'][c]:.2f}" for c in COLUMNS),
-                alone,
-                calls,
-            )
-            label = ""
+            rows = [(step, run.breakdown.get(step), run.preflight_alone)]
+            if before is not None:
+                old = old_run.get("breakdown", {}).get(step)
+                rows.append((f"{step}, before", old, old_run.get("preflight_alone", [])))
+            for name, got, preflight in rows:
+                if got is None:
+                    continue
+                alone = _spread(preflight) if run.target == "openstack" else "-"
+                calls = " ".join(f"{k}:{v}" for k, v in sorted(got["calls"].items()))
+                parts.add_row(
+                    label,
+                    name,
+                    f"{got['total']:.1f}",
+                    *(f"{got['seconds'][c]:.2f}" for c in COLUMNS),
+                    alone,
+                    calls,
+                )
+                label = ""
     console.print(parts)
     for run in runs:
         kinds = sum(run.resources.values())
@@ -541,6 +559,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write every sample here")
     parser.add_argument(
+        "--compare", type=Path, help="an earlier run's --json: its medians printed beside"
+    )
+    parser.add_argument(
         "--prefix", default="bn", help="start of every stack name and student id made"
     )
     args = parser.parse_args()
@@ -548,6 +569,7 @@ def main() -> None:
     unknown = [s for s in stacks if s not in SHIPPED]
     if unknown or not stacks:
         parser.error(f"--stacks: choose among {', '.join(SHIPPED)}")
+    before = json.loads(args.compare.read_text()) if args.compare is not None else None
     loads: dict[str, Any] = {"start": [round(x, 2) for x in os.getloadavg()]}
     started = datetime.now(UTC)
     scratch = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
@@ -556,7 +578,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     loads["end"] = [round(x, 2) for x in os.getloadavg()]
-    report(runs, args.rounds, loads)
+    report(runs, args.rounds, loads, before)
     if args.json is not None:
         document = {
             "started": started.isoformat(),
