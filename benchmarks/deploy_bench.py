@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from rich.console import Console
@@ -307,22 +307,23 @@ def run_openstack(
             seconds, failures = floor.create()
             _raise_failures(run, "create", failures)
             run.add(run.floor, "create", time.monotonic() - phase_started)
-            run.add(run.floor, "read", _fresh_auth(floor, floor.read))
-            run.add(run.floor, "resize", _fresh_auth(floor, partial(floor.resize, target)))
-            started = time.monotonic()
-            floor.conn.authorize()
-            _, failures = floor.destroy()
+            run.add(run.floor, "read", _fresh_auth(floor, floor.read)[0])
+            run.add(run.floor, "resize", _fresh_auth(floor, partial(floor.resize, target))[0])
+            seconds, (_, failures) = _fresh_auth(floor, floor.destroy)
             _raise_failures(run, "destroy", failures)
-            run.add(run.floor, "destroy", time.monotonic() - started)
+            run.add(run.floor, "destroy", seconds)
 
 
-def _fresh_auth(floor: OpenStackFloor, phase: Callable[[], float]) -> float:
-    """A phase as a separate command would run it: authenticating first."""
+T = TypeVar("T")
+
+
+def _fresh_auth(floor: OpenStackFloor, phase: Callable[[], T]) -> tuple[float, T]:
+    """A phase as a separate command runs it, authenticating first: (seconds, its result)."""
     started = time.monotonic()
     floor.conn.session.invalidate()
     floor.conn.authorize()
-    phase()
-    return time.monotonic() - started
+    result = phase()
+    return time.monotonic() - started, result
 
 
 def _raise_failures(run: StackRun, phase: str, failures: dict[str, BaseException]) -> None:
