@@ -411,7 +411,14 @@ def stack_leftovers(run: StackRun, env: dict[str, str], wait: float = 60.0) -> d
         time.sleep(2)
 
 
-def bench(stacks: list[str], rounds: int, prefix: str, scratch: Path) -> list[StackRun]:
+def bench(
+    stacks: list[str],
+    rounds: int,
+    prefix: str,
+    scratch: Path,
+    after_each: Callable[[list[StackRun]], None],
+) -> list[StackRun]:
+    """Every stack's rounds in turn; `after_each(runs so far)` once each stack is done."""
     tag = secrets.token_hex(2)
     # The services' addresses go into this process's own environment too: the floors and the
     # preflight here reach them as the commands do.
@@ -451,6 +458,7 @@ def bench(stacks: list[str], rounds: int, prefix: str, scratch: Path) -> list[St
             traceback.print_exc()
         finally:
             run.stack_leftovers = stack_leftovers(run, pulumi.env)
+        after_each(runs)
     return runs
 
 
@@ -573,23 +581,30 @@ def main() -> None:
     before = json.loads(args.compare.read_text()) if args.compare is not None else None
     loads: dict[str, Any] = {"start": [round(x, 2) for x in os.getloadavg()]}
     started = datetime.now(UTC)
-    scratch = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
-    try:
-        runs = bench(stacks, args.rounds, args.prefix, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    loads["end"] = [round(x, 2) for x in os.getloadavg()]
-    report(runs, args.rounds, loads, before)
-    if args.json is not None:
+
+    def save(runs: list[StackRun], complete: bool = False) -> None:
+        """The samples so far (a long run that is stopped keeps what it measured)."""
+        if args.json is None:
+            return
         document = {
             "started": started.isoformat(),
+            "complete": complete,
             "rounds": args.rounds,
-            "load_average": loads,
+            "load_average": loads | {"now": [round(x, 2) for x in os.getloadavg()]},
             "cores": os.cpu_count(),
             "floor_of": FLOOR_OF,
             "stacks": [run.__dict__ | {"steps": list(run.steps)} for run in runs],
         }
         args.json.write_text(json.dumps(document, indent=2, default=str))
+
+    scratch = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
+    try:
+        runs = bench(stacks, args.rounds, args.prefix, scratch, save)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    loads["end"] = [round(x, 2) for x in os.getloadavg()]
+    report(runs, args.rounds, loads, before)
+    save(runs, complete=True)
     if any(run.error or run.floor_leftovers or run.stack_leftovers for run in runs):
         sys.exit(1)
 

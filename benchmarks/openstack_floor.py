@@ -8,11 +8,15 @@ server (waited for until ACTIVE, as the provider waits), and the front end's flo
 its association (once the routers are ready). Each step runs as soon as what it needs exists.
 
 What keeps it honest: the calls a provider cannot avoid for these resources, and no others.
-Names are looked up once each (image, flavors, the external network), tags go into the
-create request (Neutron's `tag-creation`, Nova's microversion 2.52), a host route is a read
-and a write of its subnet, an extra route one atomic call, the floating IP is found by its
-address before it is bound. Servers and resizes are polled every POLL seconds. Tear-down is
-the graph backwards, waiting for each server to be gone before its port goes.
+Names are looked up once each (image, flavors, the external network); a Neutron object's
+tags are a second call after its creation, as the provider makes it (the test cloud's
+Neutron refuses tags in a create request), a server's go into its create request (Nova's
+microversion 2.52, as the provider does); a host route is a read and a write of its subnet,
+an extra route one atomic call (extraroute-atomic); the floating IP is found by its address
+before it is bound. Servers and resizes are polled every POLL seconds (the provider polls
+at 3 s, then at growing intervals up to 10 s). Every phase authenticates once, as each
+`pulumi` command does. Tear-down is the graph backwards, waiting for each server to be gone
+before its port goes.
 """
 
 from __future__ import annotations

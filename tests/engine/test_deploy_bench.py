@@ -93,6 +93,7 @@ def test_the_deploy_benchmark_runs_and_cleans_up(
     assert done.returncode == 0, done.stdout + done.stderr
 
     document = json.loads(report.read_text())
+    assert document["complete"] is True
     runs = {run["shipped"]: run for run in document["stacks"]}
     assert set(runs) == {"alice", "dev"}
     for shipped, steps in (("alice", OPENSTACK_STEPS), ("dev", DOCKER_STEPS)):
