@@ -134,7 +134,9 @@ class Pulumi:
         )
         seconds = time.monotonic() - started
         if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+            lines = (done.stdout + done.stderr).splitlines()
+            errors = [ln for ln in lines if "error" in ln.lower()][:20]
+            tail = "\n".join([*errors, "...", *lines[-12:]])
             raise BenchError(f"{self.stack}: `{' '.join(argv[:3])}` failed:\n{tail}")
         return seconds
 
@@ -188,6 +190,7 @@ class StackRun:
     floor_leftovers: dict[str, list[str]] = field(default_factory=dict)
     stack_leftovers: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    failed_rounds: list[str] = field(default_factory=list)
     error: str | None = None
 
     def add(self, table: dict[str, list[float]], step: str, seconds: float) -> None:
@@ -281,22 +284,33 @@ def run_openstack(
 
     for number in range(rounds):
         say(f"{run.stack} ({run.shipped}): round {number + 1}/{rounds}")
+        samples: dict[str, list[float]] = {}
         try:
-            trace = _traced("create", number, traces, run.stack)
-            seconds = pulumi("up", "--yes", "--skip-preview", trace=trace)
-            run.add(run.pulumi, "create", seconds)
-            _keep_breakdown(run, "create", trace, seconds)
-            kinds = pulumi.resource_kinds()
-            trace = _traced("preview", number, traces, run.stack)
-            seconds = pulumi("preview", "--expect-no-changes", trace=trace)
-            run.add(run.pulumi, "preview", seconds)
-            _keep_breakdown(run, "preview", trace, seconds)
-            run.add(run.pulumi, "up (no change)", pulumi("up", "--yes", "--expect-no-changes"))
-            pulumi("config", "set", "--path", "calculator-lab:flavorByRole.front", target)
-            run.add(run.pulumi, "resize front", pulumi("up", "--yes", "--skip-preview"))
+            try:
+                trace = _traced("create", number, traces, run.stack)
+                seconds = pulumi("up", "--yes", "--skip-preview", trace=trace)
+                run.add(samples, "create", seconds)
+                _keep_breakdown(run, "create", trace, seconds)
+                kinds = pulumi.resource_kinds()
+                trace = _traced("preview", number, traces, run.stack)
+                seconds = pulumi("preview", "--expect-no-changes", trace=trace)
+                run.add(samples, "preview", seconds)
+                _keep_breakdown(run, "preview", trace, seconds)
+                run.add(samples, "up (no change)", pulumi("up", "--yes", "--expect-no-changes"))
+                pulumi("config", "set", "--path", "calculator-lab:flavorByRole.front", target)
+                run.add(samples, "resize front", pulumi("up", "--yes", "--skip-preview"))
+            except BenchError as err:
+                # The cloud failing a step (a loaded test cloud sends a server to ERROR): the
+                # round is not counted; the stack is destroyed and the next round goes on.
+                run.failed_rounds.append(f"round {number + 1}: {err}")
+                say(f"[red]{run.stack}: round {number + 1} failed, not counted: {err}[/red]")
         finally:
-            run.add(run.pulumi, "destroy", pulumi("destroy", "--yes", "--skip-preview"))
+            run.add(samples, "destroy", pulumi("destroy", "--yes", "--skip-preview"))
             pulumi("config", "set", "--path", "calculator-lab:flavorByRole.front", start)
+        if len(samples) < len(OPENSTACK_STEPS):
+            continue
+        for step, values in samples.items():
+            run.pulumi.setdefault(step, []).extend(values)
         run.preflight_alone.append(_preflight_alone(stack_config, run.stack, env))
 
         floor = openstack_floor(_connect(env), floor_config)
@@ -552,6 +566,8 @@ def report(
         )
         for note in run.notes:
             console.print(f"  {run.stack}: {note}")
+        for failed in run.failed_rounds:
+            console.print(f"  [red]{run.stack}: not counted: {failed}[/red]")
         if run.error:
             console.print(f"  [red]{run.stack}: FAILED: {run.error}[/red]")
     console.print(
@@ -605,7 +621,8 @@ def main() -> None:
     loads["end"] = [round(x, 2) for x in os.getloadavg()]
     report(runs, args.rounds, loads, before)
     save(runs, complete=True)
-    if any(run.error or run.floor_leftovers or run.stack_leftovers for run in runs):
+    failed = (run.error or run.failed_rounds for run in runs)
+    if any(failed) or any(run.floor_leftovers or run.stack_leftovers for run in runs):
         sys.exit(1)
 
 
