@@ -78,9 +78,16 @@ def _wait_server(conn: Any, server_id: str, wanted: str) -> Any:
         time.sleep(POLL)
 
 
+def _gone(conn: Any, server_id: str) -> bool:
+    # As the provider decides: a server Nova reports DELETED (it may stay listed so a while
+    # after) or SOFT_DELETED is gone, as is one Nova no longer knows.
+    server = conn.compute.find_server(server_id, ignore_missing=True)
+    return server is None or server.status in ("DELETED", "SOFT_DELETED")
+
+
 def _wait_gone(conn: Any, server_id: str) -> None:
     deadline = time.monotonic() + SERVER_TIMEOUT
-    while conn.compute.find_server(server_id, ignore_missing=True) is not None:
+    while not _gone(conn, server_id):
         if time.monotonic() > deadline:
             raise TimeoutError(f"server {server_id} not deleted after {SERVER_TIMEOUT:.0f}s")
         time.sleep(POLL)
