@@ -355,6 +355,11 @@ def _floor_cleanup(run: StackRun, floor: OpenStackFloor | DockerFloor) -> Iterat
     finally:
         if floor.made.keys():
             floor.destroy()  # a no-op for what the timed tear-down removed already
+        # Nova lists a deleted server a little longer: what is still there after a minute
+        # is left over, and swept.
+        deadline = time.monotonic() + 60
+        while floor.leftovers() and time.monotonic() < deadline:
+            time.sleep(2)
         swept = floor.sweep()
         if swept:
             run.notes.append(f"floor sweep removed {swept}")
