@@ -1,6 +1,6 @@
 # Entry points. The two a newcomer needs: `make up` (deploy the default stack on Docker)
 # and `make test` (the whole suite, as CI runs it). See README.md.
-.PHONY: up down preview check diagrams test test-fast lint bench lock
+.PHONY: up down preview check diagrams test test-fast lint bench bench-deploy lock
 
 up:
 	scripts/lab up dev
@@ -39,6 +39,13 @@ lint:
 bench:
 	scripts/setup-venv
 	.venv/bin/python benchmarks/calculator_bench.py
+
+# Deploys (alice, bob on the test cloud; dev on Docker) against the floor of the same resources
+# made by the APIs directly, and where Pulumi's time goes. Needs the test cloud and the Docker
+# engine running; about 15 minutes. BENCH_ARGS="--rounds 1 --stacks bob --json out.json"
+bench-deploy:
+	scripts/setup-venv
+	.venv/bin/python benchmarks/deploy_bench.py $(BENCH_ARGS)
 
 lock:
 	rm -rf /tmp/calculator-lab-lock && python3 -m venv /tmp/calculator-lab-lock

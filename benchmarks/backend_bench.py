@@ -35,27 +35,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.services_env import docker_env, toolchain_env  # noqa: E402
 from tests.docker_client import BASE_IMAGE, free_port  # noqa: E402
 from tests.engine.repo_program import copy_program  # noqa: E402
 
 PASSPHRASE = "calculator-lab-bench"  # noqa: S105 (the benchmark's own throwaway stacks)
-
-
-def toolchain_env() -> dict[str, str]:
-    shell = 'eval "$("$1")" && env -0'
-    script = str(REPO / "tools" / "pulumi-toolchain" / "env")
-    out = subprocess.run(
-        ["bash", "-c", shell, "bash", script], capture_output=True, check=True, timeout=30
-    ).stdout.decode()
-    return dict(entry.split("=", 1) for entry in out.split("\0") if "=" in entry)
-
-
-def docker_env() -> dict[str, str]:
-    engine = str(REPO / "tools" / "docker-engine" / "docker-engine")
-    lines = subprocess.run(
-        [engine, "env", "--plain"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    return {key: value for key, _, value in (line.partition("=") for line in lines)}
 
 
 @dataclass
