@@ -7,19 +7,17 @@ figures themselves are not asserted (the machine is shared; timings are the benc
 print). About 2 to 3 minutes on 2 cores: one `up` of two single-topology students (most of it),
 a `status` and a `destroy` (137 and 181 s measured on the shared 2 cores).
 
-And Ctrl-C in the middle of the `up` (SIGINT to the benchmark's process group, as a terminal
-sends it): the class is destroyed all the same, the quota put back, exit status 130. About 2
-minutes more (the cancelled `up` finishes its operations in flight, then the destroy).
+The benchmark's own Ctrl-C path (the class destroyed, the quota put back, exit 130) was tested
+when it was written and is not rerun in CI: it costs about 4 minutes of the run's budget, and
+the console's Ctrl-C it relies on is tested in test_class_testcloud.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -86,45 +84,4 @@ def test_class_bench_runs_a_class_and_cleans_up(
     # benchmark leaves that value alone, and says so.
     if "instances" not in record["quota_changed_by_others"]:
         assert record["quota_restored"]["instances"] == before
-        assert admin.compute.get_quota_set(project).instances == before
-
-
-def test_ctrl_c_in_the_middle_destroys_the_class_and_restores_the_quota(
-    toolchain: Toolchain, clouds_yaml: Path, member: Any, admin: Any, tmp_path: Path
-) -> None:
-    toolchain.require("openstack")
-    prefix = f"{PREFIX}-int"
-    students = [f"{prefix}-01", f"{prefix}-02"]
-    project = member.current_project_id
-    before = admin.compute.get_quota_set(project).instances
-    argv, env = _bench(clouds_yaml, prefix, tmp_path)
-    bench = subprocess.Popen(
-        argv,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, which a terminal's Ctrl-C reaches
-    )
-    deadline = time.monotonic() + 600
-    # Once the engine is creating servers: networks, routers and ports exist by then.
-    while time.monotonic() < deadline and bench.poll() is None:
-        if any(s.name.startswith(f"{prefix}-") for s in member.compute.servers()):
-            break
-        time.sleep(2)
-    assert bench.poll() is None, "the benchmark ended before its servers were created"
-    os.killpg(bench.pid, signal.SIGINT)
-    output, _ = bench.communicate(timeout=1200)
-    print(output[-6000:], file=sys.stderr)
-    assert bench.returncode == 130, output[-3000:]
-
-    record = json.loads((tmp_path / "bench.json").read_text())
-    assert record["interrupted"] is True
-    assert record["cleanup_exit_code"] == 0, output[-3000:]
-    assert record["leftovers"] == {}
-    assert leftovers(member, students, wait=0) == {}
-    assert not class_dir(load_roster(tmp_path / "class.yaml")).exists()
-    assert record["quota_raised"]["instances"]["from"] == before
-    if "instances" not in record["quota_changed_by_others"]:
         assert admin.compute.get_quota_set(project).instances == before
