@@ -34,6 +34,7 @@ from lab.config import LabConfig
 from lab.names import physical_name, student_tag
 from lab.openstack_plan import OpenStackPlan, plan_openstack
 from lab.topology import build_topology
+from labctl.cloud import holdings
 
 POLL = 0.5
 SERVER_TIMEOUT = 300.0
@@ -161,25 +162,7 @@ class OpenStackFloor:
 
 def leftovers(conn: Any, student: str) -> dict[str, list[str]]:
     """What the project still holds of `student`, by name or tag."""
-    prefix, tag = f"{student}-", student_tag(student)
-    project = conn.current_project_id
-    net = conn.network
-
-    def named(items: Any) -> list[str]:
-        return sorted(i.name for i in items if (i.name or "").startswith(prefix))
-
-    found = {
-        "servers": named(conn.compute.servers()),
-        "ports": named(net.ports(project_id=project)),
-        "networks": named(net.networks(project_id=project)),
-        "routers": named(net.routers(project_id=project)),
-        "security_groups": named(net.security_groups(project_id=project)),
-        "keypairs": named(conn.compute.keypairs()),
-        "floating_ips": sorted(
-            i.floating_ip_address for i in net.ips(project_id=project) if tag in (i.tags or [])
-        ),
-    }
-    return {kind: names for kind, names in found.items() if names}
+    return holdings(conn, student)
 
 
 def sweep(conn: Any, student: str) -> dict[str, list[str]]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lab.names import student_tag
 from labctl.errors import LabError
 from preflight.connection import CloudUnreachable, credentials_present, first_line
 from preflight.connection import connect as log_in
 
-__all__ = ["CloudError", "connect", "first_line", "sdk_errors"]
+__all__ = ["CloudError", "connect", "first_line", "holdings", "sdk_errors"]
 
 
 class CloudError(LabError):
@@ -42,3 +43,28 @@ def sdk_errors() -> tuple[type[Exception], ...]:
     import openstack.exceptions as os_exc
 
     return (ks_exc.ClientException, os_exc.SDKException)
+
+
+def holdings(conn: Any, student: str) -> dict[str, list[str]]:
+    """What the project holds of one student, by physical name (`<student>-…`) or, for floating
+    IPs, by the student's tag: only that student's resources are looked at, never the whole
+    project's (a cloud shared by a class, or by other tests). Empty kinds are left out."""
+    project = conn.current_project_id
+    net = conn.network
+    prefix, tag = f"{student}-", student_tag(student)
+
+    def named(items: Any) -> list[str]:
+        return sorted(i.name for i in items if (i.name or "").startswith(prefix))
+
+    found = {
+        "servers": named(conn.compute.servers()),
+        "ports": named(net.ports(project_id=project)),
+        "networks": named(net.networks(project_id=project)),
+        "routers": named(net.routers(project_id=project)),
+        "security_groups": named(net.security_groups(project_id=project)),
+        "keypairs": named(conn.compute.keypairs()),
+        "floating_ips": sorted(
+            i.floating_ip_address for i in net.ips(project_id=project) if tag in (i.tags or [])
+        ),
+    }
+    return {kind: names for kind, names in found.items() if names}

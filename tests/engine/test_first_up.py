@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from labctl.cloud import holdings
+
 from .conftest import Pulumi, Result, Toolchain
 from .repo_program import copy_program, stack_config
 
@@ -35,31 +37,6 @@ SHIPPED = ("alice", "bob")
 
 def program_copy(workdir: Path, stacks: tuple[str, ...]) -> Path:
     return copy_program(workdir, stacks)
-
-
-def holdings(conn: Any, student: str) -> dict[str, list[str]]:
-    """What the project holds of one student (by name or student tag): the test cloud may be
-    shared with other tests, so nothing here looks at the whole project."""
-    project = conn.current_project_id
-    net = conn.network
-    prefix = f"{student}-"
-    tag = f"calculator-lab:student={student}"
-
-    def named(items: Any) -> list[str]:
-        return sorted(i.name for i in items if (i.name or "").startswith(prefix))
-
-    found = {
-        "servers": named(conn.compute.servers()),
-        "ports": named(net.ports(project_id=project)),
-        "networks": named(net.networks(project_id=project)),
-        "routers": named(net.routers(project_id=project)),
-        "security_groups": named(net.security_groups(project_id=project)),
-        "keypairs": named(conn.compute.keypairs()),
-        "floating_ips": sorted(
-            i.floating_ip_address for i in net.ips(project_id=project) if tag in (i.tags or [])
-        ),
-    }
-    return {kind: names for kind, names in found.items() if names}
 
 
 def holds_nothing(conn: Any, students: list[str], wait: float = 60.0) -> dict[str, Any]:
