@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 from labctl.classroom.automation import class_dir  # noqa: E402
 from labctl.classroom.report import GOOD_STATES  # noqa: E402
 from labctl.classroom.roster import load_roster  # noqa: E402
+from labctl.cloud import holdings  # noqa: E402
 from preflight.checks import quota_rows  # noqa: E402
 from preflight.facts import UNLIMITED  # noqa: E402
 from preflight.reading import read_cloud  # noqa: E402
@@ -335,21 +336,7 @@ def leftovers(prefix: str) -> dict[str, list[str]]:
     """What of the students' is still in the cloud, by kind (names start with `PREFIX-`)."""
     conn = connect(os.environ.get("OS_CLOUD", "testcloud"))
     try:
-        project = conn.current_project_id
-        net = conn.network
-        kinds = {
-            "servers": conn.compute.servers(),
-            "ports": net.ports(project_id=project),
-            "routers": net.routers(project_id=project),
-            "networks": net.networks(project_id=project),
-            "security_groups": net.security_groups(project_id=project),
-            "keypairs": conn.compute.keypairs(),
-        }
-        found = {
-            kind: sorted(n for item in items if (n := item.name or "").startswith(f"{prefix}-"))
-            for kind, items in kinds.items()
-        }
-        return {kind: names for kind, names in found.items() if names}
+        return holdings(conn, prefix)
     finally:
         conn.close()
 
